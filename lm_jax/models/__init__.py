@@ -1,0 +1,16 @@
+"""Model families, built by name from the config (a registry, not an if-chain)."""
+
+import flax.linen as nn
+import ml_collections
+
+from lm_jax.models.config import ModelConfig, model_config_from
+from lm_jax.models.decoder import Decoder
+
+MODEL_FAMILIES = {'decoder': Decoder}
+
+
+def build_model(model_cfg: ml_collections.ConfigDict,
+                vocab_size: int) -> tuple[nn.Module, ModelConfig]:
+  """Returns the linen module for `model.family` and its resolved config."""
+  cfg = model_config_from(model_cfg, vocab_size)
+  return MODEL_FAMILIES[model_cfg.family](cfg), cfg

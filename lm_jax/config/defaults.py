@@ -1,0 +1,99 @@
+"""The base config schema: every section with its defaults.
+
+Config files in configs/ call `base_config()` and change only what differs.
+Every key that exists here can be overridden on the command line as
+`--config.section.key=value`; a key that does not exist here is an error.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Returns the full default config (a small byte-level GPT on the stdlib)."""
+  c = ml_collections.ConfigDict()
+
+  c.model = ml_collections.ConfigDict(dict(
+      family='decoder',        # decoder (GPT/Llama); later: encoder, encdec, rnn
+      vocab_size=0,            # 0: taken from the tokenizer
+      vocab_multiple=64,       # the embedding is padded up to a multiple of this
+      num_layers=4,
+      d_model=128,
+      num_heads=4,
+      num_kv_heads=0,          # 0: = num_heads (MHA); < num_heads: GQA
+      head_dim=0,              # 0: d_model // num_heads
+      mlp_dim=0,               # 0: 4 * d_model (gelu) or 8/3 * d_model rounded (swiglu)
+      max_len=256,             # positions the model supports
+      position='learned',      # learned | rope
+      rope_theta=10000.0,
+      norm='layernorm',        # layernorm | rmsnorm
+      norm_eps=1e-5,
+      mlp='gelu',              # gelu | swiglu
+      use_bias=False,
+      tie_embeddings=True,
+      dropout=0.0,
+      param_dtype='float32',   # float32 | bfloat16
+      dtype='float32',         # compute dtype: float32 | bfloat16
+      attention='auto',        # auto | xla | cudnn  (jax.nn.dot_product_attention)
+      scan_layers=False,       # nn.scan over layers (faster compile for deep models)
+      remat='none',            # none | full | dots_saveable | dots_with_no_batch_dims_saveable
+      init_std=0.02,
+  ))
+
+  c.data = ml_collections.ConfigDict(dict(
+      source='stdlib',         # stdlib (this Python's own library sources) | a file, glob or directory
+      file_glob='*.py',        # files taken from a directory source
+      max_bytes=8_000_000,     # read at most this many bytes of text (0: no limit)
+      tokenizer='byte',        # byte | char | bpe
+      bpe_vocab_size=4096,
+      seq_len=128,
+      val_fraction=0.1,        # the last fraction of the token stream is held out
+      seed=0,
+      cache_dir='',            # '': <run_dir>/../.cache/tokens; tokenized corpora are memory-mapped from here
+      prefetch=2,              # batches prefetched by a background thread (0: off)
+  ))
+
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name='adamw',
+      lr=1e-3,
+      schedule='cosine',       # cosine | linear | constant
+      warmup_steps=100,
+      min_lr_ratio=0.1,        # final lr = lr * min_lr_ratio (cosine, linear)
+      decay_steps=0,           # 0: train.steps
+      b1=0.9,
+      b2=0.95,
+      eps=1e-8,
+      weight_decay=0.1,        # applied to matrices (ndim >= 2) only
+      grad_clip=1.0,           # global-norm clip (0: off)
+  ))
+
+  c.train = ml_collections.ConfigDict(dict(
+      steps=1000,
+      global_batch_size=16,
+      microbatches=1,          # gradient accumulation: global batch split in this many pieces
+      seed=0,
+      z_loss=0.0,              # coefficient of the log(Z)^2 auxiliary loss
+      eval_every=200,
+      eval_batches=8,
+      log_every=10,
+  ))
+
+  c.mesh = ml_collections.ConfigDict(dict(
+      data=-1,                 # -1: all devices not used by the other axes
+      fsdp=1,
+      tensor=1,
+      rules='auto',            # auto | dp | fsdp | tp | fsdp_tp
+  ))
+
+  c.checkpoint = ml_collections.ConfigDict(dict(
+      every=500,               # save every N steps (0: only at the end)
+      keep=3,                  # keep the last N checkpoints
+      async_save=True,
+  ))
+
+  c.logging = ml_collections.ConfigDict(dict(
+      run_dir='runs/default',
+      tensorboard=True,
+      progress=True,           # progress bar on stderr
+      peak_flops_per_device=0.0,  # 0: look up the device in the peak table
+  ))
+  return c

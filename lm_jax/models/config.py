@@ -1,0 +1,84 @@
+"""The decoder model's hyper-parameters as one frozen dataclass."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import ml_collections
+
+from lm_jax.config import derived
+
+_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Everything a Transformer language model needs to build its params."""
+  vocab_size: int            # real vocabulary (tokenizer ids)
+  padded_vocab_size: int     # embedding rows, >= vocab_size (shardable)
+  num_layers: int
+  d_model: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  mlp_dim: int
+  max_len: int
+  position: str = 'learned'  # learned | rope
+  rope_theta: float = 10000.0
+  norm: str = 'layernorm'    # layernorm | rmsnorm
+  norm_eps: float = 1e-5
+  mlp: str = 'gelu'          # gelu | swiglu
+  use_bias: bool = False
+  tie_embeddings: bool = True
+  dropout: float = 0.0
+  param_dtype: str = 'float32'
+  dtype: str = 'float32'
+  attention: str = 'auto'    # auto | xla | cudnn
+  scan_layers: bool = False
+  remat: str = 'none'
+  init_std: float = 0.02
+  causal: bool = True
+
+  @property
+  def jnp_dtype(self):
+    return _DTYPES[self.dtype]
+
+  @property
+  def jnp_param_dtype(self):
+    return _DTYPES[self.param_dtype]
+
+  @property
+  def num_params_embedding(self) -> int:
+    positions = self.max_len * self.d_model if self.position == 'learned' else 0
+    head = 0 if self.tie_embeddings else self.padded_vocab_size * self.d_model
+    return self.padded_vocab_size * self.d_model + positions + head
+
+
+def model_config_from(model_cfg: ml_collections.ConfigDict,
+                      vocab_size: int) -> ModelConfig:
+  """Builds the dataclass from the `model` config section and the tokenizer."""
+  vocab = model_cfg.vocab_size or vocab_size
+  return ModelConfig(
+      vocab_size=vocab,
+      padded_vocab_size=derived.padded_vocab_size(vocab, model_cfg.vocab_multiple),
+      num_layers=model_cfg.num_layers,
+      d_model=model_cfg.d_model,
+      num_heads=model_cfg.num_heads,
+      num_kv_heads=derived.num_kv_heads(model_cfg),
+      head_dim=derived.head_dim(model_cfg),
+      mlp_dim=derived.mlp_dim(model_cfg),
+      max_len=model_cfg.max_len,
+      position=model_cfg.position,
+      rope_theta=model_cfg.rope_theta,
+      norm=model_cfg.norm,
+      norm_eps=model_cfg.norm_eps,
+      mlp=model_cfg.mlp,
+      use_bias=model_cfg.use_bias,
+      tie_embeddings=model_cfg.tie_embeddings,
+      dropout=model_cfg.dropout,
+      param_dtype=model_cfg.param_dtype,
+      dtype=model_cfg.dtype,
+      attention=model_cfg.attention,
+      scan_layers=model_cfg.scan_layers,
+      remat=model_cfg.remat,
+      init_std=model_cfg.init_std,
+  )

@@ -1,0 +1,116 @@
+"""Decoder-only Transformer language model: GPT-2 and Llama styles by config."""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lm_jax.models.attention import SelfAttention, attention_mask
+from lm_jax.models.config import ModelConfig
+from lm_jax.models.layers import Mlp, Norm
+
+# Named remat presets: which intermediates the backward pass may keep.
+REMAT_POLICIES = {
+    'full': None,  # save nothing inside a block, recompute everything
+    'dots_saveable': jax.checkpoint_policies.dots_saveable,
+    'dots_with_no_batch_dims_saveable':
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+ACTIVATION_AXES = ('batch', 'length', 'act_embed')
+
+
+class DecoderBlock(nn.Module):
+  """Pre-norm block: x + attn(norm(x)); x + mlp(norm(x))."""
+  cfg: ModelConfig
+  deterministic: bool
+
+  @nn.compact
+  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+    cfg = self.cfg
+    # GPT-2's scaled init of the projections that write into the residual.
+    out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
+    x_BxLxD = nn.with_logical_constraint(x_BxLxD, ACTIVATION_AXES)
+    h_BxLxD = Norm(cfg, name='attn_norm')(x_BxLxD)
+    x_BxLxD = x_BxLxD + SelfAttention(cfg, out_std, name='attn')(
+        h_BxLxD, positions_BxL, mask_Bx1xLxL, self.deterministic)
+    h_BxLxD = Norm(cfg, name='mlp_norm')(x_BxLxD)
+    x_BxLxD = x_BxLxD + Mlp(cfg, out_std, name='mlp')(h_BxLxD,
+                                                      self.deterministic)
+    return nn.with_logical_constraint(x_BxLxD, ACTIVATION_AXES)
+
+
+class _ScannedBlock(DecoderBlock):
+  """The (carry, x) -> (carry, y) signature nn.scan wants."""
+
+  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+    return super().__call__(x_BxLxD, positions_BxL, mask_Bx1xLxL), None
+
+
+def _block_class(cfg: ModelConfig):
+  block = _ScannedBlock if cfg.scan_layers else DecoderBlock
+  if cfg.remat != 'none':
+    block = nn.remat(block, policy=REMAT_POLICIES[cfg.remat],
+                     prevent_cse=not cfg.scan_layers)
+  return block
+
+
+class Decoder(nn.Module):
+  """tokens [B, L] -> logits [B, L, V] (float32), causal by default."""
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, inputs_BxL, positions_BxL=None, segment_ids_BxL=None,
+               padding_mask_BxL=None, deterministic: bool = True):
+    cfg = self.cfg
+    if positions_BxL is None:
+      positions_BxL = jnp.broadcast_to(jnp.arange(inputs_BxL.shape[1]),
+                                       inputs_BxL.shape)
+    embed = nn.Embed(
+        cfg.padded_vocab_size, cfg.d_model, dtype=cfg.jnp_dtype,
+        param_dtype=cfg.jnp_param_dtype,
+        embedding_init=nn.with_logical_partitioning(
+            nn.initializers.normal(cfg.init_std), ('vocab', 'embed')),
+        name='embed')
+    x_BxLxD = embed(inputs_BxL)
+    if cfg.position == 'learned':
+      x_BxLxD += nn.Embed(
+          cfg.max_len, cfg.d_model, dtype=cfg.jnp_dtype,
+          param_dtype=cfg.jnp_param_dtype,
+          embedding_init=nn.with_logical_partitioning(
+              nn.initializers.normal(cfg.init_std), ('positions', 'embed')),
+          name='pos_embed')(positions_BxL)
+    x_BxLxD = nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=deterministic)
+    mask_Bx1xLxL = attention_mask(segment_ids_BxL, padding_mask_BxL)
+
+    block = _block_class(cfg)
+    if cfg.scan_layers:
+      x_BxLxD, _ = nn.scan(
+          block, variable_axes={'params': 0}, split_rngs={'params': True,
+                                                          'dropout': True},
+          in_axes=(nn.broadcast, nn.broadcast), length=cfg.num_layers,
+          metadata_params={nn.PARTITION_NAME: 'layers'},
+      )(cfg, deterministic, name='layers')(x_BxLxD, positions_BxL, mask_Bx1xLxL)
+    else:
+      for i in range(cfg.num_layers):
+        x_BxLxD = block(cfg, deterministic, name=f'layer_{i}')(
+            x_BxLxD, positions_BxL, mask_Bx1xLxL)
+
+    x_BxLxD = Norm(cfg, name='final_norm')(x_BxLxD)
+    if cfg.tie_embeddings:
+      logits_BxLxV = embed.attend(x_BxLxD)
+    else:
+      logits_BxLxV = nn.Dense(
+          cfg.padded_vocab_size, use_bias=False, dtype=cfg.jnp_dtype,
+          param_dtype=cfg.jnp_param_dtype,
+          kernel_init=nn.with_logical_partitioning(
+              nn.initializers.normal(cfg.init_std), ('embed', 'vocab')),
+          name='lm_head')(x_BxLxD)
+    logits_BxLxV = nn.with_logical_constraint(
+        logits_BxLxV.astype(jnp.float32), ('batch', 'length', 'act_vocab'))
+    if cfg.padded_vocab_size > cfg.vocab_size:
+      # Padding rows are not tokens: give them no probability mass.
+      real_V = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
+      logits_BxLxV = jnp.where(real_V, logits_BxLxV, -1e9)
+    return logits_BxLxV

@@ -1,0 +1,28 @@
+"""The one device mesh of a run, built from the `mesh` config section."""
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ('data', 'fsdp', 'tensor')
+
+
+def make_mesh(mesh_shape: dict[str, int], devices=None) -> Mesh:
+  """A Mesh with axes MESH_AXES (Auto axis types, for linen's logical rules)."""
+  devices = jax.devices() if devices is None else devices
+  sizes = tuple(mesh_shape[a] for a in MESH_AXES)
+  if int(np.prod(sizes)) != len(devices):
+    raise ValueError(f'mesh {dict(zip(MESH_AXES, sizes))} needs '
+                     f'{int(np.prod(sizes))} devices, have {len(devices)}')
+  return jax.make_mesh(sizes, MESH_AXES, axis_types=(AxisType.Auto,) * len(sizes),
+                       devices=devices)
+
+
+def batch_sharding(mesh: Mesh, rules) -> NamedSharding:
+  """How a [B, L] batch is laid out: B over the batch axes of the rules."""
+  batch_axes = dict(rules)['batch']
+  return NamedSharding(mesh, PartitionSpec(batch_axes, None))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())

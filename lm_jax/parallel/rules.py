@@ -1,0 +1,55 @@
+"""Logical axis names -> mesh axes, one table per parallelism strategy.
+
+Models name axes ('embed', 'heads', ...); these tables say which mesh axis
+splits each name. Parameter names and activation names ('act_*') are kept
+apart so that FSDP can shard a weight's `embed` dim while activations keep
+theirs whole. A name mapped to None is replicated.
+"""
+
+from lm_jax.config.loader import ConfigError
+
+Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
+
+# Names that no strategy here splits (kept explicit so every name is in a table).
+_REPLICATED = (('length', None), ('head_dim', None), ('norm', None),
+               ('positions', None), ('layers', None), ('act_embed', None))
+
+_TENSOR = (('heads', 'tensor'), ('kv_heads', 'tensor'), ('mlp', 'tensor'),
+           ('vocab', 'tensor'), ('act_heads', 'tensor'), ('act_mlp', 'tensor'),
+           ('act_vocab', 'tensor'))
+_NO_TENSOR = tuple((name, None) for name, _ in _TENSOR)
+
+RULE_TABLES: dict[str, Rules] = {
+    # Data parallel: params replicated, batch split.
+    'dp': (('batch', 'data'), ('embed', None)) + _NO_TENSOR + _REPLICATED,
+    # ZeRO-3: batch split over data and fsdp; every weight's embed dim split
+    # over fsdp and all-gathered just in time inside the step.
+    'fsdp': (('batch', ('data', 'fsdp')), ('embed', 'fsdp'))
+            + _NO_TENSOR + _REPLICATED,
+    # Megatron: heads and MLP hidden split over tensor; vocab too.
+    'tp': (('batch', 'data'), ('embed', None)) + _TENSOR + _REPLICATED,
+    'fsdp_tp': (('batch', ('data', 'fsdp')), ('embed', 'fsdp'))
+               + _TENSOR + _REPLICATED,
+}
+
+_AXES_USED = {'dp': {'data'}, 'fsdp': {'data', 'fsdp'}, 'tp': {'data', 'tensor'},
+              'fsdp_tp': {'data', 'fsdp', 'tensor'}}
+
+
+def rules_for_mesh(mesh_shape: dict[str, int], name: str = 'auto') -> Rules:
+  """The table named `name`, or for 'auto' the smallest one using every axis > 1."""
+  busy = {axis for axis, size in mesh_shape.items() if size > 1}
+  if name == 'auto':
+    for candidate in ('dp', 'fsdp', 'tp', 'fsdp_tp'):
+      if busy <= _AXES_USED[candidate]:
+        return RULE_TABLES[candidate]
+  if name not in RULE_TABLES:
+    raise ConfigError(f"mesh.rules={name!r} is not a rule table; valid: "
+                      f"'auto', {', '.join(map(repr, RULE_TABLES))}")
+  unused = busy - _AXES_USED[name]
+  if unused:
+    raise ConfigError(
+        f'mesh.rules={name!r} does not use mesh axes {sorted(unused)} '
+        f'(sizes {[mesh_shape[a] for a in sorted(unused)]}): those devices '
+        "would repeat the same work. Set them to 1 or use mesh.rules='auto'.")
+  return RULE_TABLES[name]

@@ -1,0 +1,118 @@
+"""Jitted train and eval steps. They know `apply_fn` and a loss, not the model."""
+
+import functools
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from lm_jax.train.state import TrainState
+
+# loss_fn(logits, batch) -> (objective_sum, aux sums incl. 'weight_sum').
+LossFn = Callable
+
+
+def _model_inputs(batch):
+  names = {'positions': 'positions_BxL', 'segment_ids': 'segment_ids_BxL'}
+  extra = {arg: batch[key] for key, arg in names.items() if key in batch}
+  return batch['inputs'], extra
+
+
+def _split_microbatches(batch, num_micro: int):
+  """[B, ...] -> [M, B/M, ...], microbatch m = rows m, m+M, ... so each one
+  stays spread over every batch shard (no resharding)."""
+  def split(x):
+    x = x.reshape((x.shape[0] // num_micro, num_micro) + x.shape[1:])
+    x = jnp.swapaxes(x, 0, 1)
+    return nn.with_logical_constraint(
+        x, (None, 'batch') + (None,) * (x.ndim - 2))
+  return jax.tree.map(split, batch)
+
+
+def _grads_and_sums(state: TrainState, params, batch, rng, loss_fn, num_micro):
+  """Sum of gradients and loss sums over microbatches (scan, fp32 accumulators)."""
+
+  def objective(p, micro, micro_rng):
+    inputs, extra = _model_inputs(micro)
+    logits = state.apply_fn({'params': p}, inputs, **extra, deterministic=False,
+                            rngs={'dropout': micro_rng})
+    return loss_fn(logits, micro)
+
+  grad_fn = jax.grad(objective, has_aux=True)
+  if num_micro == 1:
+    return grad_fn(params, batch, rng)
+
+  def body(carry, xs):
+    grads_acc, aux_acc = carry
+    micro, i = xs
+    grads, aux = grad_fn(params, micro, jax.random.fold_in(rng, i))
+    return (jax.tree.map(jnp.add, grads_acc, grads),
+            jax.tree.map(jnp.add, aux_acc, aux)), None
+
+  zeros_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+  micro_batches = _split_microbatches(batch, num_micro)
+  first_aux = jax.eval_shape(grad_fn, params,
+                             jax.tree.map(lambda x: x[0], micro_batches), rng)[1]
+  zeros_aux = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), first_aux)
+  (grads, aux), _ = jax.lax.scan(
+      body, (zeros_grads, zeros_aux), (micro_batches, jnp.arange(num_micro)))
+  return grads, aux
+
+
+def mean_grads(state: TrainState, batch, *, loss_fn: LossFn, num_micro: int):
+  """Gradient of the mean token loss over the global batch, and the loss sums."""
+  step_rng = jax.random.fold_in(state.rng, state.step)
+  grads, aux = _grads_and_sums(state, state.params, batch, step_rng, loss_fn,
+                               num_micro)
+  # Divide once by the global token count: accumulation == the big batch.
+  num_tokens = jnp.maximum(aux['weight_sum'], 1.0)
+  grads = jax.tree.map(lambda g, p: (g / num_tokens).astype(p.dtype), grads,
+                       state.params)
+  return grads, aux
+
+
+def train_step(state: TrainState, batch, *, loss_fn: LossFn, num_micro: int,
+               schedule: optax.Schedule):
+  """One optimizer update on the global batch."""
+  grads, aux = mean_grads(state, batch, loss_fn=loss_fn, num_micro=num_micro)
+  num_tokens = jnp.maximum(aux['weight_sum'], 1.0)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {
+      'loss': aux['loss_sum'] / num_tokens,
+      'z_loss': aux['z_loss_sum'] / num_tokens,
+      'grad_norm': optax.global_norm(grads),
+      'lr': schedule(state.step),
+      'tokens': aux['weight_sum'],
+  }
+  new_state = state.replace(step=state.step + 1, params=params,
+                            opt_state=opt_state)
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch, *, loss_fn: LossFn):
+  """Loss sums of one batch (deterministic); the caller divides after summing."""
+  inputs, extra = _model_inputs(batch)
+  logits = state.apply_fn({'params': state.params}, inputs, **extra,
+                          deterministic=True)
+  _, aux = loss_fn(logits, batch)
+  return {'loss_sum': aux['loss_sum'], 'weight_sum': aux['weight_sum']}
+
+
+def jit_train_step(loss_fn: LossFn, num_micro: int, schedule, state_shardings,
+                   batch_sharding, metrics_sharding):
+  """train_step under jax.jit with in/out shardings and the state donated."""
+  step = functools.partial(train_step, loss_fn=loss_fn, num_micro=num_micro,
+                           schedule=schedule)
+  return jax.jit(step, in_shardings=(state_shardings, batch_sharding),
+                 out_shardings=(state_shardings, metrics_sharding),
+                 donate_argnums=0)
+
+
+def jit_eval_step(loss_fn: LossFn, state_shardings, batch_sharding,
+                  metrics_sharding):
+  return jax.jit(functools.partial(eval_step, loss_fn=loss_fn),
+                 in_shardings=(state_shardings, batch_sharding),
+                 out_shardings=metrics_sharding)
