@@ -1,0 +1,11 @@
+"""Text -> tokens -> packed (inputs, targets) -> checkpointable grain iterator.
+
+  sources.py       which files make a corpus, and reading them
+  tokenizers.py    byte / char / bpe tokenizers with one interface
+  token_cache.py   tokenize once, memory-map afterwards
+  pipeline.py      split, pack, shuffle, batch, per-process rows: build_data()
+  checkpointing.py Orbax args for the train iterator's position
+
+Modules are imported explicitly (from lm_jax.data import pipeline) so that
+using a tokenizer alone does not import grain.
+"""
