@@ -82,8 +82,10 @@ def train_step(state: TrainState, batch, *, loss_fn: LossFn, num_micro: int,
   params = optax.apply_updates(state.params, updates)
   metrics = {
       'loss': aux['loss_sum'] / num_tokens,
-      'z_loss': aux['z_loss_sum'] / num_tokens,
+      'log_z_squared': aux['z_loss_sum'] / num_tokens,  # what z_loss penalises
       'grad_norm': optax.global_norm(grads),
+      # Of the *updated* params: a finite value means the state is safe to save.
+      'param_norm': optax.global_norm(params),
       'lr': schedule(state.step),
       'tokens': aux['weight_sum'],
   }

@@ -1,0 +1,101 @@
+"""Orbax checkpoints of a run: train state, data iterator position and config.
+
+Layout: <run_dir>/checkpoints/<step>/{state, data_iter, config}. Orbax writes
+each step into a temporary directory and renames it when complete, so a crash
+mid-save leaves the previous step as the latest good checkpoint. Restoring
+takes abstract arrays carrying the *current* mesh's shardings, so a run saved
+on one mesh resumes on another.
+"""
+
+import os
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from lm_jax.config.loader import ConfigError
+from lm_jax.data.checkpointing import iterator_restore_args, iterator_save_args
+from lm_jax.train.state import TrainState
+
+# Config sections whose change makes a checkpoint unreadable (shapes differ).
+_SHAPE_SECTIONS = ('model',)
+_SHAPE_DATA_KEYS = ('tokenizer', 'bpe_vocab_size', 'source')
+
+
+def _state_tree(state: TrainState) -> dict:
+  """The arrays of a TrainState as a plain dict (apply_fn and tx are code)."""
+  return {'step': state.step, 'params': state.params,
+          'opt_state': state.opt_state, 'rng': state.rng}
+
+
+class Checkpointer:
+  """Saves and restores one run's checkpoints (all processes call every method)."""
+
+  def __init__(self, run_dir: str, ckpt_cfg: ml_collections.ConfigDict):
+    self.directory = os.path.join(os.path.abspath(run_dir), 'checkpoints')
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=ckpt_cfg.keep, create=True,
+        enable_async_checkpointing=ckpt_cfg.async_save)
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def save(self, state: TrainState, train_iter: grain.DatasetIterator | None,
+           config: ml_collections.ConfigDict, force: bool = False) -> bool:
+    """Starts an (async) save of `state` at its step; returns whether it saved."""
+    items = {'state': ocp.args.StandardSave(_state_tree(state)),
+             'config': ocp.args.JsonSave(config.to_dict())}
+    if train_iter is not None:
+      items['data_iter'] = iterator_save_args(train_iter)
+    return self.manager.save(int(jax.device_get(state.step)),
+                             args=ocp.args.Composite(**items), force=force)
+
+  def restore(self, abstract_state: TrainState,
+              train_iter: grain.DatasetIterator | None,
+              step: int | None = None) -> TrainState:
+    """Restores `step` (default: latest) onto the shardings in `abstract_state`;
+    moves `train_iter` (in place) to the batch after that step."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise ConfigError(f'no checkpoint in {self.directory}')
+    items = {'state': ocp.args.StandardRestore(_state_tree(abstract_state))}
+    if train_iter is not None:
+      items['data_iter'] = iterator_restore_args(train_iter)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    tree = restored['state']
+    return abstract_state.replace(step=tree['step'], params=tree['params'],
+                                  opt_state=tree['opt_state'], rng=tree['rng'])
+
+  def saved_config(self, step: int | None = None) -> dict[str, Any]:
+    step = self.latest_step() if step is None else step
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    return restored['config']
+
+  def wait(self):
+    """Blocks until pending async saves are on disk."""
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict):
+  """Refuses to resume when the saved run's shapes differ from the config's."""
+  current = config.to_dict()
+  diffs = [f'model.{k}: saved {v!r}, now {current["model"].get(k)!r}'
+           for k, v in saved['model'].items() if current['model'].get(k) != v]
+  diffs += [f'data.{k}: saved {saved["data"].get(k)!r}, now {current["data"][k]!r}'
+            for k in _SHAPE_DATA_KEYS if saved['data'].get(k) != current['data'][k]]
+  if diffs:
+    raise ConfigError(
+        'the run directory holds a checkpoint of a different model; resuming '
+        'would not load. Differences:\n  ' + '\n  '.join(diffs) +
+        '\nUse another --config.logging.run_dir, or the saved values.')

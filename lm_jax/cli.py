@@ -1,0 +1,68 @@
+"""`lm-jax` command line: train | eval.
+
+  lm-jax train --config configs/quickstart.py [--config.train.steps=100 ...]
+  lm-jax eval  --config configs/quickstart.py [--step N]
+
+User mistakes (config, data paths, incompatible checkpoints) print one
+message and exit 2; a diverged run exits 1 and keeps its last good checkpoint.
+"""
+
+import argparse
+import json
+import logging
+import sys
+
+from lm_jax.config.loader import ConfigError, exit_on_config_error, parse_cli_config
+
+COMMANDS = ('train', 'eval')
+USAGE = '''usage: lm-jax {train,eval} --config CONFIG.py[:arg] [--config.a.b=value ...]
+
+  train   train (or resume, if the run directory has checkpoints)
+  eval    evaluate a checkpoint on the validation split ([--step N], default latest)'''
+
+
+def _setup_logging():
+  logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                      format='%(asctime)s %(levelname).1s %(message)s',
+                      datefmt='%H:%M:%S')
+  for noisy in ('absl', 'jax._src', 'orbax', 'grain'):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _train(config, rest):
+  from lm_jax.train.loop import TrainingDiverged, train  # jax starts here
+  if rest:
+    raise ConfigError(f'unknown arguments for train: {" ".join(rest)}\n{USAGE}')
+  try:
+    result = train(config)
+  except TrainingDiverged as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  print(json.dumps(result, indent=1, sort_keys=True))
+
+
+def _eval(config, rest):
+  parser = argparse.ArgumentParser(prog='lm-jax eval', add_help=False)
+  parser.add_argument('--step', type=int, default=None)
+  args, unknown = parser.parse_known_args(rest)
+  if unknown:
+    raise ConfigError(f'unknown arguments for eval: {" ".join(unknown)}\n{USAGE}')
+  from lm_jax.evaluate import evaluate_checkpoint
+  print(json.dumps(evaluate_checkpoint(config, args.step), indent=1,
+                   sort_keys=True))
+
+
+@exit_on_config_error
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else argv
+  if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
+    print(USAGE, file=sys.stderr)
+    sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
+  command, rest = argv[0], argv[1:]
+  config, rest = parse_cli_config(rest)
+  _setup_logging()
+  {'train': _train, 'eval': _eval}[command](config, rest)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,36 @@
+"""Launching `lm-jax` in a subprocess with a tiny config, for end-to-end tests."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = os.path.join(ROOT, 'configs', 'quickstart.py') + ':runlocal'
+
+
+def tiny_overrides(run_dir, steps, **extra):
+  """Flags for a few-second CPU run on 1 device with its own token cache."""
+  flags = {
+      'logging.run_dir': run_dir, 'train.steps': steps,
+      'data.cache_dir': os.path.join(os.path.dirname(run_dir), 'cache'),
+      'logging.progress': False, 'logging.tensorboard': True,
+      'checkpoint.async_save': True,
+  }
+  flags.update(extra)
+  return [f'--config.{k}={v}' for k, v in flags.items()]
+
+
+def cli_env(devices: int = 1):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return env
+
+
+def lm_jax_cmd(*args):
+  return [sys.executable, '-m', 'lm_jax.cli', *args]
+
+
+def run_cli(*args, devices: int = 1, timeout: int = 240):
+  """Runs `lm-jax ARGS` to completion; returns the CompletedProcess."""
+  return subprocess.run(lm_jax_cmd(*args), env=cli_env(devices), cwd=ROOT,
+                        capture_output=True, text=True, timeout=timeout)
