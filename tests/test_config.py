@@ -354,8 +354,9 @@ def test_derived_values():
     (dict(data=-1, fsdp=1, tensor=1), 1, dict(data=1, fsdp=1, tensor=1)),
 ])
 def test_resolve_mesh_shape(mesh, n, expected):
+  expected = dict(dict(stage=1, sequence=1), **expected)
   assert resolve_mesh_shape(mesh, n) == expected
-  assert list(resolve_mesh_shape(mesh, n)) == ['data', 'fsdp', 'tensor']
+  assert list(resolve_mesh_shape(mesh, n)) == ['data', 'stage', 'fsdp', 'sequence', 'tensor']
 
 
 def test_resolve_mesh_shape_product_mismatch_message():

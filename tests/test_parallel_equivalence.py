@@ -22,6 +22,10 @@ MESHES = [
     dict(data=1, fsdp=8, tensor=1),
     dict(data=2, fsdp=2, tensor=2),
     dict(data=1, fsdp=2, tensor=4),
+    # Sequence parallelism, alone and composed with tensor (Megatron-SP) / FSDP.
+    dict(data=1, fsdp=1, sequence=8, tensor=1),
+    dict(data=1, fsdp=1, sequence=2, tensor=4),
+    dict(data=2, fsdp=2, sequence=2, tensor=1),
 ]
 
 
@@ -45,8 +49,8 @@ def _reference(style):
 
 
 @pytest.mark.parametrize('style', ['gpt', 'llama'])
-@pytest.mark.parametrize('mesh_shape', MESHES[1:], ids=lambda m: 'x'.join(
-    str(v) for v in m.values()))
+@pytest.mark.parametrize('mesh_shape', MESHES[1:], ids=lambda m: '_'.join(
+    f'{k[0]}{v}' for k, v in m.items()))
 def test_loss_and_grads_match_single_device(mesh_shape, style):
   ref_loss, ref_grads = _reference(style)
   loss, grads, _ = _loss_and_grads(mesh_shape, style)
@@ -90,8 +94,30 @@ def test_fsdp_divides_param_and_optimizer_bytes():
   assert per_device / total < 1 / 8 + 0.03, per_device / total
 
 
+def test_sequence_parallel_splits_activations_along_length():
+  """The residual stream between blocks is laid out [batch, length/sequence, embed]."""
+  mesh_shape = dict(data=1, fsdp=1, sequence=4, tensor=2)
+  model, state, _, mesh, rules = sharded_state(tiny_model_cfg('gpt'), mesh_shape)
+  batch = place_batch(random_batch(), mesh, rules)
+
+  def block_outputs(params, inputs):
+    _, inter = model.apply({'params': params}, inputs, capture_intermediates=True,
+                           mutable=['intermediates'])
+    return [v['__call__'][0] for k, v in inter['intermediates'].items()
+            if k.startswith('layer_')]
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    outs = jax.jit(block_outputs)(state.params, batch['inputs'])
+  assert len(outs) == 2
+  for x_BxLxD in outs:
+    assert x_BxLxD.sharding.spec[1] == 'sequence', x_BxLxD.sharding
+    assert x_BxLxD.addressable_shards[0].data.shape[1] == x_BxLxD.shape[1] // 4
+
+
 def test_auto_rules_pick_smallest_table_covering_busy_axes():
-  assert rules_for_mesh(dict(data=8, fsdp=1, tensor=1)) == RULE_TABLES['dp']
-  assert rules_for_mesh(dict(data=2, fsdp=4, tensor=1)) == RULE_TABLES['fsdp']
-  assert rules_for_mesh(dict(data=2, fsdp=1, tensor=4)) == RULE_TABLES['tp']
-  assert rules_for_mesh(dict(data=2, fsdp=2, tensor=2)) == RULE_TABLES['fsdp_tp']
+  def table(mesh_shape):
+    return rules_for_mesh(mesh_shape)[:-2]  # without the sequence/stage rules
+  assert table(dict(data=8, fsdp=1, tensor=1)) == RULE_TABLES['dp']
+  assert table(dict(data=2, fsdp=4, tensor=1)) == RULE_TABLES['fsdp']
+  assert table(dict(data=2, fsdp=1, tensor=4)) == RULE_TABLES['tp']
+  assert table(dict(data=2, fsdp=2, tensor=2)) == RULE_TABLES['fsdp_tp']

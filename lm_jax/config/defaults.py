@@ -79,9 +79,22 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.mesh = ml_collections.ConfigDict(dict(
       data=-1,                 # -1: all devices not used by the other axes
+      stage=1,                 # pipeline stages (layers split into `stage` groups)
       fsdp=1,
+      sequence=1,              # sequence parallelism: activations split along length
       tensor=1,
-      rules='auto',            # auto | dp | fsdp | tp | fsdp_tp
+      rules='auto',            # auto | dp | fsdp | tp | fsdp_tp (sequence/stage add their rules)
+      pipeline_microbatches=4,  # GPipe microbatches per step when stage > 1
+  ))
+
+  c.distributed = ml_collections.ConfigDict(dict(
+      # Multi-process runs (jax.distributed). On TPU pods and SLURM the
+      # coordinator is detected; elsewhere give it explicitly.
+      coordinator_address='',  # host:port of process 0 ('' : auto-detect or single process)
+      num_processes=0,         # 0: auto
+      process_id=-1,           # -1: auto
+      local_device_count=0,    # CPU only: simulated devices per process (0: default)
+      initialization_timeout=300,  # seconds to wait for every process to join
   ))
 
   c.checkpoint = ml_collections.ConfigDict(dict(

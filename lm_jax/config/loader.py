@@ -24,6 +24,8 @@ import sys
 
 import ml_collections
 
+from lm_jax.errors import ConfigError  # re-exported: the config layer's error
+
 _PREFIX = 'config.'
 _TRUE = ('true', '1', 'yes', 'y', 'on')
 _FALSE = ('false', '0', 'no', 'n', 'off')
@@ -31,8 +33,6 @@ USAGE = ('lm-jax train --config configs/quickstart.py '
          '[--config.train.steps=100 --config.model.num_layers 2 ...]')
 
 
-class ConfigError(Exception):
-  """A mistake in a config file, an override or a config value (a user error)."""
 
 
 def exit_on_config_error(fn):

@@ -11,8 +11,7 @@ import ml_collections
 from lm_jax.config import defaults
 from lm_jax.config import derived
 from lm_jax.config.loader import ConfigError, _suggest, dotted_keys
-
-MESH_AXES = ('data', 'fsdp', 'tensor')
+from lm_jax.parallel.rules import MESH_AXES, rules_for_mesh
 
 CHOICES = {
     'model.family': ('decoder',),
@@ -104,8 +103,8 @@ def _check_schema(config):
 
 
 def resolve_mesh_shape(mesh_cfg, device_count: int) -> dict:
-  """{'data': d, 'fsdp': f, 'tensor': t} with the -1 axis filled; product == device_count."""
-  sizes = {a: mesh_cfg[a] for a in MESH_AXES}
+  """{axis: size} for every mesh axis, the -1 axis filled; product == device_count."""
+  sizes = {a: mesh_cfg.get(a, 1) for a in MESH_AXES}
   for axis, size in sizes.items():
     if isinstance(size, bool) or not isinstance(size, int) or (size < 1 and size != -1):
       _fail(f'mesh.{axis}', size, 'a mesh axis size must be a positive int, or -1 for '
@@ -131,7 +130,7 @@ def resolve_mesh_shape(mesh_cfg, device_count: int) -> dict:
   elif fixed != device_count:
     others = ' '.join(f'--config.mesh.{a}=1' for a in MESH_AXES[1:] if sizes[a] != 1)
     raise ConfigError(
-        f'config.mesh ({shape}): the mesh has data*fsdp*tensor = {fixed} devices but '
+        f'config.mesh ({shape}): the mesh has data*stage*fsdp*sequence*tensor = {fixed} devices but '
         f'{device_count} devices are available; the product must equal the device count. '
         f'Set one axis to -1 to use all devices, e.g. --config.mesh.data=-1'
         + (f' (with {others})' if others else ''))
@@ -225,14 +224,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
 
   # --- mesh and sharding
   shape = resolve_mesh_shape(config.mesh, device_count)
-  rules = config.mesh.rules
-  unused = {'dp': ('fsdp', 'tensor'), 'fsdp': ('tensor',), 'tp': ('fsdp',)}.get(rules, ())
-  for axis in unused:
-    if shape[axis] > 1:
-      _fail('mesh.rules', rules,
-            f'the {rules!r} rules use no {axis!r} axis, but config.mesh.{axis} gives it '
-            f'{shape[axis]} devices (mesh {shape}), which would repeat the same work; '
-            f"use rules='auto' or 'fsdp_tp', or config.mesh.{axis}=1")
+  rules_for_mesh(shape, config.mesh.rules)  # raises if the table leaves an axis idle
   batch_parallel = shape['data'] * shape['fsdp']
   micro = t.global_batch_size // t.microbatches
   if micro % batch_parallel:

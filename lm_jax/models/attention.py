@@ -51,9 +51,12 @@ class SelfAttention(nn.Module):
       q_BxLxNxH = apply_rope(q_BxLxNxH, positions_BxL, cfg.rope_theta)
       k_BxLxKxH = apply_rope(k_BxLxKxH, positions_BxL, cfg.rope_theta)
     heads = ('batch', 'length', 'act_heads', None)
+    # Under sequence parallelism queries stay split along length while keys
+    # and values are gathered whole (`act_kv_length` is never split).
+    kv_heads = ('batch', 'act_kv_length', 'act_heads', None)
     q_BxLxNxH = nn.with_logical_constraint(q_BxLxNxH, heads)
-    k_BxLxKxH = nn.with_logical_constraint(k_BxLxKxH, heads)
-    v_BxLxKxH = nn.with_logical_constraint(v_BxLxKxH, heads)
+    k_BxLxKxH = nn.with_logical_constraint(k_BxLxKxH, kv_heads)
+    v_BxLxKxH = nn.with_logical_constraint(v_BxLxKxH, kv_heads)
 
     impl = _implementation(cfg.attention)
     if impl == 'cudnn' and (mask_Bx1xLxL is not None

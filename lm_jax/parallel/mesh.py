@@ -4,13 +4,13 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-MESH_AXES = ('data', 'fsdp', 'tensor')
+from lm_jax.parallel.rules import MESH_AXES
 
 
 def make_mesh(mesh_shape: dict[str, int], devices=None) -> Mesh:
   """A Mesh with axes MESH_AXES (Auto axis types, for linen's logical rules)."""
   devices = jax.devices() if devices is None else devices
-  sizes = tuple(mesh_shape[a] for a in MESH_AXES)
+  sizes = tuple(mesh_shape.get(a, 1) for a in MESH_AXES)
   if int(np.prod(sizes)) != len(devices):
     raise ValueError(f'mesh {dict(zip(MESH_AXES, sizes))} needs '
                      f'{int(np.prod(sizes))} devices, have {len(devices)}')

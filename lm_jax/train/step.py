@@ -83,9 +83,9 @@ def train_step(state: TrainState, batch, *, loss_fn: LossFn, num_micro: int,
   metrics = {
       'loss': aux['loss_sum'] / num_tokens,
       'log_z_squared': aux['z_loss_sum'] / num_tokens,  # what z_loss penalises
-      'grad_norm': optax.global_norm(grads),
+      'grad_norm': optax.tree.norm(grads),
       # Of the *updated* params: a finite value means the state is safe to save.
-      'param_norm': optax.global_norm(params),
+      'param_norm': optax.tree.norm(params),
       'lr': schedule(state.step),
       'tokens': aux['weight_sum'],
   }
