@@ -1,6 +1,10 @@
 """Orbax checkpoints of a run: train state, data iterator position and config.
 
-Layout: <run_dir>/checkpoints/<step>/{state, data_iter, config}. Orbax writes
+Layout: <run_dir>/checkpoints/<step>/{state, data_iter, config}. In a
+multi-process run every process calls save and restore with the same
+directory: each writes its own shards of the state, process 0 alone writes the
+JSON items (data_iter: the global batch position; config), so a checkpoint
+written by N processes restores in any number. Orbax writes
 each step into a temporary directory and renames it when complete, so a crash
 mid-save leaves the previous step as the latest good checkpoint. Restoring
 takes abstract arrays carrying the *current* mesh's shardings, so a run saved
@@ -16,12 +20,14 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from lm_jax.config.loader import ConfigError
-from lm_jax.data.checkpointing import iterator_restore_args, iterator_save_args
+from lm_jax.data import checkpointing as data_ckpt
 from lm_jax.train.state import TrainState
 
-# Config sections whose change makes a checkpoint unreadable (shapes differ).
-_SHAPE_SECTIONS = ('model',)
+# Keys whose change makes a checkpoint unreadable (param shapes or tree differ).
+# Every model key counts except these, which change how the model runs only.
+_RUNTIME_MODEL_KEYS = ('dropout', 'attention', 'remat', 'dtype')
 _SHAPE_DATA_KEYS = ('tokenizer', 'bpe_vocab_size', 'source')
+_SHAPE_MESH_KEYS = ('stage',)  # pipelined params are stacked [stage, ...]
 
 
 def _state_tree(state: TrainState) -> dict:
@@ -52,7 +58,7 @@ class Checkpointer:
     items = {'state': ocp.args.StandardSave(_state_tree(state)),
              'config': ocp.args.JsonSave(config.to_dict())}
     if train_iter is not None:
-      items['data_iter'] = iterator_save_args(train_iter)
+      items['data_iter'] = data_ckpt.iterator_save_args(train_iter)
     return self.manager.save(int(jax.device_get(state.step)),
                              args=ocp.args.Composite(**items), force=force)
 
@@ -65,9 +71,15 @@ class Checkpointer:
     if step is None:
       raise ConfigError(f'no checkpoint in {self.directory}')
     items = {'state': ocp.args.StandardRestore(_state_tree(abstract_state))}
-    if train_iter is not None:
-      items['data_iter'] = iterator_restore_args(train_iter)
+    iter_dir = os.path.join(self.directory, str(step), 'data_iter')
+    legacy = train_iter is not None and data_ckpt.is_legacy_item(iter_dir)
+    if train_iter is not None and not legacy:
+      items['data_iter'] = data_ckpt.iterator_restore_args()
     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    if train_iter is not None:
+      data_ckpt.set_iterator_state(
+          train_iter, data_ckpt.legacy_iterator_state(iter_dir) if legacy
+          else restored['data_iter'])
     tree = restored['state']
     return abstract_state.replace(step=tree['step'], params=tree['params'],
                                   opt_state=tree['opt_state'], rng=tree['rng'])
@@ -91,9 +103,12 @@ def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict):
   """Refuses to resume when the saved run's shapes differ from the config's."""
   current = config.to_dict()
   diffs = [f'model.{k}: saved {v!r}, now {current["model"].get(k)!r}'
-           for k, v in saved['model'].items() if current['model'].get(k) != v]
-  diffs += [f'data.{k}: saved {saved["data"].get(k)!r}, now {current["data"][k]!r}'
-            for k in _SHAPE_DATA_KEYS if saved['data'].get(k) != current['data'][k]]
+           for k, v in saved['model'].items()
+           if k not in _RUNTIME_MODEL_KEYS and current['model'].get(k) != v]
+  for section, keys in (('data', _SHAPE_DATA_KEYS), ('mesh', _SHAPE_MESH_KEYS)):
+    diffs += [f'{section}.{k}: saved {saved[section].get(k, 1)!r}, '
+              f'now {current[section][k]!r}'
+              for k in keys if saved[section].get(k, 1) != current[section][k]]
   if diffs:
     raise ConfigError(
         'the run directory holds a checkpoint of a different model; resuming '

@@ -5,6 +5,9 @@
 
 User mistakes (config, data paths, incompatible checkpoints) print one
 message and exit 2; a diverged run exits 1 and keeps its last good checkpoint.
+Multi-process runs (lm_jax/distributed.py) give every process the same command
+plus --config.distributed.* (or detect a TPU pod / SLURM step); processes that
+do not all join within distributed.initialization_timeout exit 1.
 """
 
 import argparse
@@ -12,13 +15,15 @@ import json
 import logging
 import sys
 
+from lm_jax import distributed
 from lm_jax.config.loader import ConfigError, exit_on_config_error, parse_cli_config
 
-COMMANDS = ('train', 'eval')
-USAGE = '''usage: lm-jax {train,eval} --config CONFIG.py[:arg] [--config.a.b=value ...]
+COMMANDS = ('train', 'eval', 'plan')
+USAGE = '''usage: lm-jax {train,eval,plan} --config CONFIG.py[:arg] [--config.a.b=value ...]
 
   train   train (or resume, if the run directory has checkpoints)
-  eval    evaluate a checkpoint on the validation split ([--step N], default latest)'''
+  eval    evaluate a checkpoint on the validation split ([--step N], default latest)
+  plan    choose mesh, remat and microbatches for --devices N --device KIND (no data needed)'''
 
 
 def _setup_logging():
@@ -30,9 +35,10 @@ def _setup_logging():
 
 
 def _train(config, rest):
-  from lm_jax.train.loop import TrainingDiverged, train  # jax starts here
   if rest:
     raise ConfigError(f'unknown arguments for train: {" ".join(rest)}\n{USAGE}')
+  distributed.initialize(config.distributed)  # before anything touches a device
+  from lm_jax.train.loop import TrainingDiverged, train
   try:
     result = train(config)
   except TrainingDiverged as e:
@@ -47,9 +53,15 @@ def _eval(config, rest):
   args, unknown = parser.parse_known_args(rest)
   if unknown:
     raise ConfigError(f'unknown arguments for eval: {" ".join(unknown)}\n{USAGE}')
+  distributed.initialize(config.distributed)
   from lm_jax.evaluate import evaluate_checkpoint
   print(json.dumps(evaluate_checkpoint(config, args.step), indent=1,
                    sort_keys=True))
+
+
+def _plan(config, rest):
+  from lm_jax.plan.command import plan_command  # CPU only, no data
+  sys.exit(plan_command(config, rest))
 
 
 @exit_on_config_error
@@ -61,7 +73,7 @@ def main(argv=None):
   command, rest = argv[0], argv[1:]
   config, rest = parse_cli_config(rest)
   _setup_logging()
-  {'train': _train, 'eval': _eval}[command](config, rest)
+  {'train': _train, 'eval': _eval, 'plan': _plan}[command](config, rest)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,6 @@
-"""Orbax CheckpointManager + grain's handler resume the train iterator at the next batch."""
+"""Orbax CheckpointManager + the iterator's JSON item resume the train iterator at the next batch."""
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -43,13 +45,35 @@ def test_orbax_save_restore_resumes_at_next_batch(tmp_path, async_save):
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     restored = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract),
-        data_iter=checkpointing.iterator_restore_args(resumed.train_iter)))
+        data_iter=checkpointing.iterator_restore_args()))
+  checkpointing.set_iterator_state(resumed.train_iter, restored['data_iter'])
   assert step == 3
+  # One JSON file written by the primary process, not one file per process.
+  files = os.listdir(tmp_path / 'ckpt' / '3' / checkpointing.DATA_ITEM)
+  assert 'metadata' in files and not any(f.startswith('process_') for f in files)
+  assert restored['data_iter'] == {'next_index': 3}
   fresh_first = next(_data(tmp_path, prefetch=0).train_iter)
   assert not np.array_equal(fresh_first['inputs'], expected[0]['inputs'])  # restore mattered
-  assert restored['data_iter'] is resumed.train_iter  # restored in place
   np.testing.assert_array_equal(restored['state']['w'], state['w'])
   for want in expected:
     got = next(resumed.train_iter)
     for key in want:
       np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_legacy_grain_item_is_read(tmp_path):
+  """Checkpoints from before the JSON item hold grain's process_<i>-of-<n>.json."""
+  import grain
+  data = _data(tmp_path, prefetch=0)
+  for _ in range(5):
+    next(data.train_iter)
+  with ocp.CheckpointManager(str(tmp_path / 'ckpt')) as mngr:
+    mngr.save(5, args=ocp.args.Composite(
+        data_iter=grain.checkpoint.CheckpointSave(data.train_iter)))
+  item = str(tmp_path / 'ckpt' / '5' / checkpointing.DATA_ITEM)
+  assert checkpointing.is_legacy_item(item)
+  resumed = _data(tmp_path, prefetch=2)
+  checkpointing.set_iterator_state(resumed.train_iter,
+                                   checkpointing.legacy_iterator_state(item))
+  want, got = next(data.train_iter), next(resumed.train_iter)
+  np.testing.assert_array_equal(got['inputs'], want['inputs'])

@@ -96,6 +96,22 @@ def test_process_slices_rebuild_the_global_batch(process_count):
     pipeline.train_dataset(tokens_T, L, 6, 0, 0, 4)
 
 
+def test_a_process_reads_only_its_rows(monkeypatch):
+  tokens_T, read = stream(64), []
+  get = pipeline.Windows.__getitem__
+
+  def counting_get(self, i):
+    if self.tokens_T is tokens_T:  # not the windows of other tests' prefetch threads
+      read.append(i)
+    return get(self, i)
+
+  monkeypatch.setattr(pipeline.Windows, '__getitem__', counting_get)
+  batches = take(pipeline.train_iterator(
+      pipeline.train_dataset(tokens_T, L, 8, 1, 1, 4), 0), 3)
+  assert len(read) == 3 * 2  # 2 of the 8 rows of each global batch
+  np.testing.assert_array_equal(np.concatenate([window_ids(b) for b in batches]), read)
+
+
 @pytest.mark.parametrize('prefetch', [0, 2])
 def test_get_state_set_state_resumes_exactly(prefetch):
   ds = pipeline.train_dataset(stream(20), L, B, seed=5)

@@ -5,7 +5,7 @@ trains, the tail validates. Packing: each split is cut into non-overlapping
 windows of seq_len + 1 tokens; inputs = w[:-1], targets = w[1:].
 
 Train order: grain shuffles window indices (a fresh permutation every epoch)
-and batches `global_batch_size` of them; process p of P keeps rows
+and batches `global_batch_size` of them; process p of P reads only rows
 [p*B/P, (p+1)*B/P), so the global batch does not depend on the process count.
 The iterator's state is one integer (the next global batch index), so
 `get_state()` / `set_state()` resume exactly, and a checkpoint written with P
@@ -65,6 +65,11 @@ def _rows_to_batch(windows: list[np.ndarray], lo: int, hi: int) -> Batch:
   }
 
 
+def _read_rows(windows: 'Windows', indices: list[int], lo: int, hi: int) -> Batch:
+  """Reads windows indices[lo:hi] (this process's rows of a global batch) into a batch."""
+  return _rows_to_batch([windows[i] for i in indices[lo:hi]], 0, hi - lo)
+
+
 def _process_rows(global_batch_size: int, process_index: int, process_count: int) -> tuple[int, int]:
   """Returns the [lo, hi) rows of each global batch that this process owns."""
   if global_batch_size % process_count:
@@ -93,12 +98,12 @@ def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, se
         f'train split has {len(windows)} windows of seq_len+1={seq_len + 1} tokens '
         f'({len(tokens_T)} tokens), fewer than one global batch ({global_batch_size}); '
         'use more data (data.max_bytes), a smaller data.seq_len or batch size')
-  ds = grain.MapDataset.source(windows)
+  # Window *indices* are shuffled and batched; a process reads only its rows.
+  ds = grain.MapDataset.range(len(windows))
   # shuffle before repeat: index i of epoch e maps through permutation seed+e.
   ds = ds.shuffle(seed=_shuffle_seed(seed)).repeat()
-  # batch_fn drops the other processes' rows before stacking them.
   return ds.batch(global_batch_size, drop_remainder=True,
-                  batch_fn=functools.partial(_rows_to_batch, lo=lo, hi=hi))
+                  batch_fn=functools.partial(_read_rows, windows, lo=lo, hi=hi))
 
 
 def train_iterator(dataset: grain.MapDataset, prefetch: int) -> grain.DatasetIterator:
