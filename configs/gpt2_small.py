@@ -6,7 +6,7 @@ Point data.source at a real corpus (a file, glob or directory):
     lm-jax train --config configs/gpt2_small.py --config.data.source=/data/owt/*.txt
 """
 
-from lm_jax.config.defaults import base_config
+from lm_jax.config.defaults import base_config, shrink_to_runlocal
 from lm_jax.config.loader import check_config_arg
 
 
@@ -41,19 +41,6 @@ def get_config(arg=None):
   c.logging.run_dir = 'runs/gpt2_small'
 
   if arg == 'runlocal':
+    shrink_to_runlocal(c, 'gpt2_small')
     c.data.bpe_vocab_size = 512
-    c.data.max_bytes = 200_000
-    c.data.seq_len = 32
-    c.model.num_layers = 2
-    c.model.num_heads = 2
-    c.model.d_model = 32
-    c.model.max_len = 32
-    c.train.global_batch_size = 4
-    c.train.steps = 5
-    c.train.eval_every = 5
-    c.train.eval_batches = 1
-    c.train.log_every = 1
-    c.optimizer.warmup_steps = 1
-    c.checkpoint.every = 5
-    c.logging.run_dir = 'runs/gpt2_small_runlocal'
   return c

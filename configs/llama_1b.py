@@ -5,7 +5,7 @@
     lm-jax train --config configs/llama_1b.py --config.data.source=/data/corpus/
 """
 
-from lm_jax.config.defaults import base_config
+from lm_jax.config.defaults import base_config, shrink_to_runlocal
 from lm_jax.config.loader import check_config_arg
 
 
@@ -47,22 +47,8 @@ def get_config(arg=None):
   c.logging.run_dir = 'runs/llama_1b'
 
   if arg == 'runlocal':
+    shrink_to_runlocal(c, 'llama_1b')
     c.data.bpe_vocab_size = 512
-    c.data.max_bytes = 200_000
-    c.data.seq_len = 32
-    c.model.num_layers = 2
-    c.model.d_model = 64
-    c.model.num_heads = 4
-    c.model.num_kv_heads = 2
-    c.model.mlp_dim = 128
-    c.model.max_len = 32
-    c.train.global_batch_size = 4
+    c.model.update(d_model=64, num_heads=4, num_kv_heads=2, mlp_dim=128)
     c.train.microbatches = 2
-    c.train.steps = 5
-    c.train.eval_every = 5
-    c.train.eval_batches = 1
-    c.train.log_every = 1
-    c.optimizer.warmup_steps = 1
-    c.checkpoint.every = 5
-    c.logging.run_dir = 'runs/llama_1b_runlocal'
   return c

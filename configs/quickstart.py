@@ -4,7 +4,7 @@
     lm-jax train --config configs/quickstart.py:runlocal   # seconds, for smoke tests
 """
 
-from lm_jax.config.defaults import base_config
+from lm_jax.config.defaults import base_config, shrink_to_runlocal
 from lm_jax.config.loader import check_config_arg
 
 
@@ -20,18 +20,5 @@ def get_config(arg=None):
   c.logging.run_dir = 'runs/quickstart'
 
   if arg == 'runlocal':
-    c.data.max_bytes = 200_000
-    c.model.num_layers = 2
-    c.model.d_model = 32
-    c.model.num_heads = 2
-    c.model.max_len = 32
-    c.data.seq_len = 32
-    c.train.global_batch_size = 4
-    c.train.steps = 5
-    c.train.eval_every = 5
-    c.train.eval_batches = 1
-    c.train.log_every = 1
-    c.optimizer.warmup_steps = 1
-    c.checkpoint.every = 5
-    c.logging.run_dir = 'runs/quickstart_runlocal'
+    shrink_to_runlocal(c, 'quickstart')
   return c

@@ -5,7 +5,7 @@ Published: val loss ~1.88 after 2000 iterations (20 eval batches).
 Needs ../shared/data/tinyshakespeare.txt (relative to the project root).
 """
 
-from lm_jax.config.defaults import base_config
+from lm_jax.config.defaults import base_config, shrink_to_runlocal
 from lm_jax.config.loader import check_config_arg
 
 
@@ -31,17 +31,6 @@ def get_config(arg=None):
   c.logging.run_dir = 'runs/shakespeare_char'
 
   if arg == 'runlocal':
-    c.model.num_layers = 2
-    c.model.d_model = 32
-    c.model.num_heads = 2
-    c.model.max_len = 32
-    c.data.seq_len = 32
-    c.train.global_batch_size = 4
-    c.train.steps = 5
-    c.train.eval_every = 5
-    c.train.eval_batches = 1
-    c.train.log_every = 1
-    c.optimizer.warmup_steps = 1
-    c.checkpoint.every = 5
-    c.logging.run_dir = 'runs/shakespeare_char_runlocal'
+    shrink_to_runlocal(c, 'shakespeare_char')
+    c.data.max_bytes = 0  # the corpus is small already; keep its whole alphabet
   return c

@@ -110,3 +110,19 @@ def base_config() -> ml_collections.ConfigDict:
       peak_flops_per_device=0.0,  # 0: look up the device in the peak table
   ))
   return c
+
+
+def shrink_to_runlocal(c: ml_collections.ConfigDict, name: str) -> None:
+  """Shrinks a config in place to a seconds-long CPU smoke run (`config.py:runlocal`).
+
+  Keeps the config's model family, position, norm and MLP choices; only sizes,
+  step counts and the run directory change.
+  """
+  c.data.max_bytes = 200_000
+  c.data.seq_len = 32
+  c.model.update(num_layers=2, d_model=32, num_heads=2, max_len=32)
+  c.train.update(global_batch_size=4, microbatches=1, steps=5, eval_every=5,
+                 eval_batches=1, log_every=1)
+  c.optimizer.warmup_steps = 1
+  c.checkpoint.every = 5
+  c.logging.run_dir = f'runs/{name}_runlocal'
