@@ -32,6 +32,7 @@ POSITIVE_INTS = (
     'model.vocab_multiple', 'model.num_layers', 'model.d_model', 'model.num_heads',
     'model.max_len', 'data.seq_len', 'train.steps', 'train.global_batch_size',
     'train.microbatches', 'train.eval_batches', 'train.log_every', 'checkpoint.keep',
+    'mesh.pipeline_microbatches',
 )
 
 NON_NEGATIVE_INTS = (
@@ -233,6 +234,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
           f'{t.microbatches} = {micro} sequences, which must be divisible by the batch-parallel '
           f'size data*fsdp = {shape["data"]}*{shape["fsdp"]} = {batch_parallel} (mesh {shape}); '
           f'use a global_batch_size that is a multiple of {t.microbatches * batch_parallel}')
+  _check_pipeline(config, shape, micro, batch_parallel)
   tp = shape['tensor']
   if tp > 1:
     split = f'tensor parallelism splits it over the config.mesh.tensor={tp} devices'
@@ -265,3 +267,25 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
     _fail('model.d_model', m.d_model,
           f'not divisible by config.mesh.fsdp={shape["fsdp"]}: fsdp shards the embed dimension '
           'of the parameters over the fsdp devices')
+
+
+def _check_pipeline(config, shape, micro: int, batch_parallel: int):
+  """Stages hold whole layers; each pipeline microbatch splits over data*fsdp."""
+  stages, pm = shape['stage'], config.mesh.pipeline_microbatches
+  if stages == 1:
+    return
+  if config.mesh.stage == -1:
+    _fail('mesh.stage', -1, 'the pipeline stage count shapes the params ([stage, '
+          'layers/stage, ...]), so give it explicitly; let another axis be -1')
+  layers = config.model.num_layers
+  if layers % stages:
+    _fail('model.num_layers', layers,
+          f'not divisible by config.mesh.stage={stages}: each pipeline stage holds '
+          f'num_layers / stage whole layers; use a multiple of {stages} layers')
+  if micro % pm or (micro // pm) % batch_parallel:
+    _fail('mesh.pipeline_microbatches', pm,
+          f'each gradient-accumulation microbatch of {micro} sequences (global_batch_size / '
+          f'train.microbatches) is split into {pm} pipeline microbatches, each of which must '
+          f'split evenly over data*fsdp = {batch_parallel}; use a pipeline_microbatches '
+          f'dividing {micro} with {micro} / pipeline_microbatches a multiple of '
+          f'{batch_parallel}')

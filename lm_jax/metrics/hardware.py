@@ -1,4 +1,4 @@
-"""Peak dense matmul FLOP/s per device, for MFU.
+"""Peak dense matmul FLOP/s per device, for MFU; host allocator tuning for CPU runs.
 
 GPU and TPU numbers are the vendors' published *dense* (no 2:4 sparsity) peaks,
 per JAX device (one GPU; one TPU chip for v4 and later, where a JAX device is a
@@ -17,7 +17,10 @@ or get CPU_DEFAULT_PEAK_FLOPS_PER_CORE, a *measured* estimate for the machine
 class this project is developed on (see below), or call measure_matmul_peak().
 """
 
+import ctypes
+import ctypes.util
 import os
+import sys
 import time
 
 import jax
@@ -130,3 +133,32 @@ def measure_matmul_peak(n: int = 2048, dtype=jnp.float32, repeats: int = 7,
     matmul(a_NxN, b_NxN).block_until_ready()
     seconds.append(time.perf_counter() - start)
   return 2.0 * n ** 3 / float(np.median(seconds))
+
+
+# glibc mallopt() parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+
+
+def tune_cpu_allocator() -> bool:
+  """Makes glibc malloc keep and reuse freed memory: a 1.1-1.2x faster CPU train step.
+
+  XLA:CPU allocates each step's temporaries (~550 MB for nanoGPT's 6 x 384
+  model at batch 8 x 256) on a worker thread; glibc serves that from a fresh
+  mmap and unmaps it after the step, so every step page-faults the whole
+  buffer in again (~145k faults, ~0.3 s of kernel time per ~1.1 s step on 2
+  cores). One arena (M_ARENA_MAX=1), no mmap (M_MMAP_MAX=0) and no trimming
+  keep the memory mapped between steps: the process's RSS stays at its peak.
+  Only has an effect when called before JAX starts its CPU backend (before
+  the first jax.devices() / computation) and on glibc; returns whether it
+  was applied. The same as starting python with MALLOC_ARENA_MAX=1
+  MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647.
+  """
+  if not sys.platform.startswith('linux'):
+    return False
+  try:
+    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+    mallopt = libc.mallopt
+  except (OSError, AttributeError):
+    return False  # not glibc (e.g. musl)
+  return bool(mallopt(_M_ARENA_MAX, 1) and mallopt(_M_MMAP_MAX, 0)
+              and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

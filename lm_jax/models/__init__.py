@@ -9,8 +9,10 @@ from lm_jax.models.decoder import Decoder
 MODEL_FAMILIES = {'decoder': Decoder}
 
 
-def build_model(model_cfg: ml_collections.ConfigDict,
-                vocab_size: int) -> tuple[nn.Module, ModelConfig]:
-  """Returns the linen module for `model.family` and its resolved config."""
-  cfg = model_config_from(model_cfg, vocab_size)
+def build_model(model_cfg: ml_collections.ConfigDict, vocab_size: int,
+                mesh_cfg: ml_collections.ConfigDict | None = None
+                ) -> tuple[nn.Module, ModelConfig]:
+  """Returns the linen module for `model.family` and its resolved config
+  (pipelined over `mesh_cfg.stage` stages when that is > 1)."""
+  cfg = model_config_from(model_cfg, vocab_size, mesh_cfg)
   return MODEL_FAMILIES[model_cfg.family](cfg), cfg

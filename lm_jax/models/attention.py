@@ -21,11 +21,53 @@ def attention_mask(segment_ids_BxL: jnp.ndarray | None,
   return mask
 
 
+# Query rows per block of blockwise_causal_attention (the CPU default). Measured
+# on a 2-core AVX-512 CPU at L = 256: 64 beats 128 and 32 (smaller matmuls
+# lose more efficiency than the skipped upper triangle gains).
+CAUSAL_BLOCK = 64
+
+
 def _implementation(name: str) -> str | None:
-  """`auto` lets JAX pick (cuDNN flash attention on GPU when it applies)."""
+  """`auto`: cuDNN flash attention on GPU (when it applies), blockwise on CPU, else XLA."""
   if name == 'auto':
-    return 'cudnn' if jax.default_backend() == 'gpu' else 'xla'
+    return {'gpu': 'cudnn', 'cpu': 'blockwise'}.get(jax.default_backend(), 'xla')
   return name
+
+
+def blockwise_causal_attention(q_BxLxNxH, k_BxLxKxH, v_BxLxKxH, mask_Bx1xLxL,
+                               block: int = CAUSAL_BLOCK):
+  """Exact causal softmax attention, one block of query rows at a time.
+
+  Query block [a, b) only meets keys [0, b): the upper triangle of the L x L
+  scores is never computed (with n blocks, (n + 1) / 2n of the full work).
+  Same math as jax.nn.dot_product_attention(..., is_causal=True): fp32 scores
+  and softmax, GQA by grouping query heads, `mask` ([B, 1, L, L] bool) and the
+  causal mask both applied by index. Heads are moved in front of the length
+  axis once, so every block is a plain batched matmul over contiguous rows
+  (2x faster on CPU than slicing [B, L, N, H] per block).
+  """
+  B, L, N, H = q_BxLxNxH.shape
+  K = k_BxLxKxH.shape[2]
+  G = N // K
+  scale = jnp.asarray(1.0 / H ** 0.5, q_BxLxNxH.dtype)
+  q_BxKxGxLxH = (q_BxLxNxH * scale).reshape(B, L, K, G, H).transpose(0, 2, 3, 1, 4)
+  k_BxKxLxH = k_BxLxKxH.transpose(0, 2, 1, 3)
+  v_BxKxLxH = v_BxLxKxH.transpose(0, 2, 1, 3)
+  big_negative = -0.7 * float(jnp.finfo(jnp.float32).max)
+  outs = []
+  for start in range(0, L, block):
+    end = min(start + block, L)
+    s_BxKxGxQxS = jnp.einsum('bkgqh,bksh->bkgqs', q_BxKxGxLxH[:, :, :, start:end],
+                             k_BxKxLxH[:, :, :end],
+                             preferred_element_type=jnp.float32)
+    allowed = jnp.arange(start, end)[:, None] >= jnp.arange(end)[None, :]
+    if mask_Bx1xLxL is not None:
+      allowed = allowed & mask_Bx1xLxL[:, :, None, start:end, :end]
+    s_BxKxGxQxS = jnp.where(allowed, s_BxKxGxQxS, big_negative)
+    p_BxKxGxQxS = jax.nn.softmax(s_BxKxGxQxS, axis=-1).astype(v_BxLxKxH.dtype)
+    outs.append(jnp.einsum('bkgqs,bksh->bkgqh', p_BxKxGxQxS, v_BxKxLxH[:, :, :end]))
+  out_BxKxGxLxH = jnp.concatenate(outs, axis=3)
+  return out_BxKxGxLxH.transpose(0, 3, 1, 2, 4).reshape(B, L, N, H)
 
 
 class SelfAttention(nn.Module):
@@ -62,9 +104,15 @@ class SelfAttention(nn.Module):
     if impl == 'cudnn' and (mask_Bx1xLxL is not None
                             or cfg.jnp_dtype == jnp.float32):
       impl = None  # cuDNN flash wants bf16/fp16 and no dense mask: let JAX pick.
-    out_BxLxNxH = jax.nn.dot_product_attention(
-        q_BxLxNxH, k_BxLxKxH, v_BxLxKxH, mask=mask_Bx1xLxL,
-        is_causal=cfg.causal, implementation=impl)
+    if impl == 'blockwise' and not cfg.causal:
+      impl = 'xla'  # nothing to skip without the causal mask
+    if impl == 'blockwise':
+      out_BxLxNxH = blockwise_causal_attention(q_BxLxNxH, k_BxLxKxH, v_BxLxKxH,
+                                               mask_Bx1xLxL)
+    else:
+      out_BxLxNxH = jax.nn.dot_product_attention(
+          q_BxLxNxH, k_BxLxKxH, v_BxLxKxH, mask=mask_Bx1xLxL,
+          is_causal=cfg.causal, implementation=impl)
     out_BxLxNxH = nn.with_logical_constraint(out_BxLxNxH, heads)
     out_BxLxD = EinsumDense(
         'blnh,nhd->bld', (cfg.num_heads, cfg.head_dim, cfg.d_model),

@@ -37,6 +37,8 @@ class ModelConfig:
   remat: str = 'none'
   init_std: float = 0.02
   causal: bool = True
+  num_stages: int = 1              # pipeline stages (mesh.stage); 1: no pipeline
+  pipeline_microbatches: int = 1   # microbatches through the pipeline per call
 
   @property
   def jnp_dtype(self):
@@ -53,10 +55,13 @@ class ModelConfig:
     return self.padded_vocab_size * self.d_model + positions + head
 
 
-def model_config_from(model_cfg: ml_collections.ConfigDict,
-                      vocab_size: int) -> ModelConfig:
-  """Builds the dataclass from the `model` config section and the tokenizer."""
+def model_config_from(model_cfg: ml_collections.ConfigDict, vocab_size: int,
+                      mesh_cfg: ml_collections.ConfigDict | None = None
+                      ) -> ModelConfig:
+  """Builds the dataclass from the `model` config section and the tokenizer
+  (and the `mesh` section's pipeline stages, when given)."""
   vocab = model_cfg.vocab_size or vocab_size
+  stages = mesh_cfg.stage if mesh_cfg is not None else 1
   return ModelConfig(
       vocab_size=vocab,
       padded_vocab_size=derived.padded_vocab_size(vocab, model_cfg.vocab_multiple),
@@ -81,4 +86,6 @@ def model_config_from(model_cfg: ml_collections.ConfigDict,
       scan_layers=model_cfg.scan_layers,
       remat=model_cfg.remat,
       init_std=model_cfg.init_std,
+      num_stages=stages,
+      pipeline_microbatches=mesh_cfg.pipeline_microbatches if stages > 1 else 1,
   )

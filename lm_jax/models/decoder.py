@@ -1,5 +1,6 @@
 """Decoder-only Transformer language model: GPT-2 and Llama styles by config."""
 
+import dataclasses
 import math
 
 import flax.linen as nn
@@ -9,6 +10,7 @@ import jax.numpy as jnp
 from lm_jax.models.attention import SelfAttention, attention_mask
 from lm_jax.models.config import ModelConfig
 from lm_jax.models.layers import Mlp, Norm
+from lm_jax.models.pipeline import Pipeline
 
 # Named remat presets: which intermediates the backward pass may keep.
 REMAT_POLICIES = {
@@ -85,7 +87,12 @@ class Decoder(nn.Module):
     mask_Bx1xLxL = attention_mask(segment_ids_BxL, padding_mask_BxL)
 
     block = _block_class(cfg)
-    if cfg.scan_layers:
+    if cfg.num_stages > 1:
+      # Blocks in `stage` groups, microbatches on a GPipe schedule.
+      scanned = _block_class(dataclasses.replace(cfg, scan_layers=True))
+      x_BxLxD = Pipeline(cfg, deterministic, scanned, name='pipeline')(
+          x_BxLxD, positions_BxL, mask_Bx1xLxL)
+    elif cfg.scan_layers:
       x_BxLxD, _ = nn.scan(
           block, variable_axes={'params': 0}, split_rngs={'params': True,
                                                           'dropout': True},
@@ -98,15 +105,18 @@ class Decoder(nn.Module):
             x_BxLxD, positions_BxL, mask_Bx1xLxL)
 
     x_BxLxD = Norm(cfg, name='final_norm')(x_BxLxD)
+    # The logits matmul on [B * L, D] rows: see layers.matmul_2d for why.
+    x_TxD = x_BxLxD.reshape(-1, cfg.d_model)
     if cfg.tie_embeddings:
-      logits_BxLxV = embed.attend(x_BxLxD)
+      logits_TxV = embed.attend(x_TxD)
     else:
-      logits_BxLxV = nn.Dense(
+      logits_TxV = nn.Dense(
           cfg.padded_vocab_size, use_bias=False, dtype=cfg.jnp_dtype,
           param_dtype=cfg.jnp_param_dtype,
           kernel_init=nn.with_logical_partitioning(
               nn.initializers.normal(cfg.init_std), ('embed', 'vocab')),
-          name='lm_head')(x_BxLxD)
+          name='lm_head')(x_TxD)
+    logits_BxLxV = logits_TxV.reshape(x_BxLxD.shape[:2] + (-1,))
     logits_BxLxV = nn.with_logical_constraint(
         logits_BxLxV.astype(jnp.float32), ('batch', 'length', 'act_vocab'))
     if cfg.padded_vocab_size > cfg.vocab_size:

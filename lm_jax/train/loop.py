@@ -22,6 +22,7 @@ from lm_jax.metrics.flops import flops_per_token, mfu
 from lm_jax.metrics.hardware import peak_flops_per_device
 from lm_jax.metrics.progress import ProgressBar
 from lm_jax.metrics.writers import MetricsWriter
+from lm_jax.models.pipeline import bubble_fraction
 from lm_jax.train.losses import cross_entropy_sums
 from lm_jax.train.setup import Run, build_run
 from lm_jax.train.state import create_train_state
@@ -142,6 +143,9 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
           last_train['step_s'] = elapsed / window_steps
           last_train['mfu'] = mfu(tokens_per_s, train_flops, peak)
         last_train['perplexity'] = math.exp(min(last_train['loss'], 700.0))
+        if cfg.mesh.stage > 1:  # idle share of the pipeline's stage-iterations
+          last_train['pipeline_bubble'] = bubble_fraction(
+              cfg.mesh.stage, cfg.mesh.pipeline_microbatches)
         writer.write(done, last_train, prefix='train')  # NaNs too: they show where
         check_finite(last_train, done)
         progress.update(done, last_train['loss'], last_train.get('tokens_per_s'))

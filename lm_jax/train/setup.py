@@ -66,7 +66,8 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
                       process_count=jax.process_count())
   except ValueError as e:  # bad source path, too little data: the user's to fix
     raise ConfigError(f'config.data: {e}') from e
-  model, model_cfg = build_model(config.model, data.tokenizer.vocab_size)
+  model, model_cfg = build_model(config.model, data.tokenizer.vocab_size,
+                                 config.mesh)
   tx, schedule = make_optimizer(config.optimizer, config.train.steps)
   example = np.zeros((config.train.global_batch_size, config.data.seq_len), np.int32)
   shardings = state_shardings(model, tx, example, mesh, rules)
