@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from lm_jax.models.attention import SelfAttention, attention_mask
 from lm_jax.models.config import ModelConfig
-from lm_jax.models.layers import Mlp, Norm
+from lm_jax.models.layers import Mlp, Norm, as_token_rows
 from lm_jax.models.pipeline import Pipeline
 
 # Named remat presets: which intermediates the backward pass may keep.
@@ -106,7 +106,7 @@ class Decoder(nn.Module):
 
     x_BxLxD = Norm(cfg, name='final_norm')(x_BxLxD)
     # The logits matmul on [B * L, D] rows: see layers.matmul_2d for why.
-    x_TxD = x_BxLxD.reshape(-1, cfg.d_model)
+    x_TxD = as_token_rows(x_BxLxD.reshape(-1, cfg.d_model))
     if cfg.tie_embeddings:
       logits_TxV = embed.attend(x_TxD)
     else:

@@ -85,8 +85,19 @@ def matmul_2d(equation: str, x, kernel):
   batch_shape = x.shape[:x.ndim - num_contract]
   out_shape = kernel.shape[num_contract:]
   k = int(np.prod(kernel.shape[:num_contract]))
-  y_2d = x.reshape(-1, k) @ kernel.reshape(k, -1)
-  return y_2d.reshape(batch_shape + out_shape)
+  y_2d = as_token_rows(x.reshape(-1, k)) @ kernel.reshape(k, -1)
+  return as_token_rows(y_2d).reshape(batch_shape + out_shape)
+
+
+def as_token_rows(x_TxF):
+  """Keeps the [B * L, F] rows split the way batch and length were.
+
+  Without it GSPMD cannot tell how the merged dim is laid out and gathers the
+  whole sequence when length is split (sequence parallelism); `act_tokens`
+  maps to the batch axes followed by `sequence`, which is exactly that layout.
+  """
+  return nn.with_logical_constraint(
+      x_TxF, ('act_tokens', jax.sharding.PartitionSpec.UNCONSTRAINED))
 
 
 class EinsumDense(nn.Module):

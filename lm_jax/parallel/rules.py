@@ -51,10 +51,21 @@ def _orthogonal_rules(mesh_shape: dict[str, int]) -> Rules:
   return (('length', length), ('stage', stage))
 
 
+def _token_rule(table: Rules, mesh_shape: dict[str, int]) -> Rules:
+  """`act_tokens`: the [B * L] rows of flattened activations, split over the
+  batch axes and then `sequence` (batch-major, as the reshape lays them out)."""
+  batch = dict(table)['batch']
+  axes = (batch,) if isinstance(batch, str) else tuple(batch or ())
+  if mesh_shape.get('sequence', 1) > 1:
+    axes += ('sequence',)
+  return (('act_tokens', axes or None),)
+
+
 def rules_for_mesh(mesh_shape: dict[str, int], name: str = 'auto') -> Rules:
   """The table named `name`, or for 'auto' the smallest one using every axis > 1,
-  plus the sequence / stage rules."""
-  return _table(mesh_shape, name) + _orthogonal_rules(mesh_shape)
+  plus the sequence / stage / token-row rules."""
+  table = _table(mesh_shape, name)
+  return table + _orthogonal_rules(mesh_shape) + _token_rule(table, mesh_shape)
 
 
 def _table(mesh_shape: dict[str, int], name: str) -> Rules:
