@@ -37,6 +37,10 @@ def _setup_logging():
 def _train(config, rest):
   if rest:
     raise ConfigError(f'unknown arguments for train: {" ".join(rest)}\n{USAGE}')
+  # Before JAX starts its backend: keep XLA:CPU's per-step buffers mapped
+  # (1.1-1.2x faster CPU steps; the benchmark measures the same setting).
+  from lm_jax.metrics.hardware import tune_cpu_allocator
+  tune_cpu_allocator()
   distributed.initialize(config.distributed)  # before anything touches a device
   from lm_jax.train.loop import TrainingDiverged, train
   try:
