@@ -1,7 +1,6 @@
 """Token losses against NumPy (float64) references written from the formulas."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
