@@ -48,6 +48,7 @@ from lm_jax.metrics import flops, hardware  # noqa: E402
 from lm_jax.models import build_model  # noqa: E402
 from lm_jax.parallel.mesh import batch_sharding, make_mesh, replicated  # noqa: E402
 from lm_jax.parallel.rules import rules_for_mesh  # noqa: E402
+from lm_jax.plan.shapes import vocab_size_of  # noqa: E402
 from lm_jax.train.losses import cross_entropy_sums  # noqa: E402
 from lm_jax.train.optimizer import make_optimizer  # noqa: E402
 from lm_jax.train.state import create_train_state  # noqa: E402
@@ -55,7 +56,6 @@ from lm_jax.train.step import jit_train_step  # noqa: E402
 
 # Vocabulary sizes of the tokenizers when config.model.vocab_size is 0 (the
 # char tokenizer's depends on the corpus: set model.vocab_size for it).
-_TOKENIZER_VOCAB = {'byte': 256}
 
 HEADER = (f'{"config":<28} {"dev":>3} {"params":>8} {"B":>4} {"L":>5} '
           f'{"compile_s":>9} {"step_ms":>8} {"tokens/s":>9} {"MFU":>6} '
@@ -87,16 +87,16 @@ def foreign_load(before, after, seconds: float) -> float:
   return max(others, 0.0) / (seconds * (os.cpu_count() or 1))
 
 
-def vocab_size_of(config) -> int:
-  """The real vocabulary: model.vocab_size, else what the tokenizer kind implies."""
-  if config.model.vocab_size:
-    return config.model.vocab_size
-  if config.data.tokenizer == 'bpe':
-    return config.data.bpe_vocab_size
-  if config.data.tokenizer in _TOKENIZER_VOCAB:
-    return _TOKENIZER_VOCAB[config.data.tokenizer]
-  raise ConfigError(f'config.data.tokenizer={config.data.tokenizer!r}: its vocabulary '
-                    'depends on the corpus; set --config.model.vocab_size for the benchmark')
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo on Linux), else platform's best guess."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
 
 
 def random_batches(num: int, batch: int, seq_len: int, vocab: int, sharding, seed=0):
@@ -192,7 +192,7 @@ def run(config, steps: int, warmup: int, measure_peak: bool = False,
       'device_kind': devices[0].device_kind,
       'platform': devices[0].platform,
       'num_devices': len(devices),
-      'cpu': platform.processor() or platform.machine(),
+      'cpu': cpu_model(),
       'cpu_cores': hardware.cpu_cores(),
       'jax': jax.__version__,
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
