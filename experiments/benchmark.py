@@ -94,8 +94,8 @@ def cpu_model() -> str:
       for line in f:
         if line.startswith('model name'):
           return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
+  except OSError:  # not Linux: fall through to platform's guess
+    return platform.processor() or platform.machine()
   return platform.processor() or platform.machine()
 
 
