@@ -12,7 +12,7 @@ Kept next to the benchmark, not in configs/ (those are training recipes that
 tests/test_config.py checks one by one); `:runlocal` is a seconds-long smoke size.
 """
 
-from lm_jax.config.defaults import base_config
+from lm_jax.config.defaults import base_config, shrink_to_runlocal
 from lm_jax.config.loader import check_config_arg
 
 
@@ -33,11 +33,5 @@ def get_config(arg=None):
   c.logging.run_dir = 'runs/bench_nanogpt_cpu'
 
   if arg == 'runlocal':
-    c.model.num_layers = 2
-    c.model.d_model = 64
-    c.model.num_heads = 2
-    c.model.max_len = 64
-    c.data.seq_len = 64
-    c.train.global_batch_size = 4
-    c.logging.run_dir = 'runs/bench_nanogpt_cpu_runlocal'
+    shrink_to_runlocal(c, 'bench_nanogpt_cpu')
   return c

@@ -64,3 +64,13 @@ def run(commands: list[Command], dry_run: bool) -> None:
         sys.exit(f'error: {cmd[0]!r} not found on PATH (use --dry-run to only print the commands)')
       except subprocess.CalledProcessError as e:
         sys.exit(f'error: command failed with exit code {e.returncode}: {shlex.join(cmd)}')
+
+
+def add_launch_args(p, relative_to: str, shared_storage: str, platform: str) -> None:
+  """The flags every launcher takes: config, run dir, mesh and extra environment."""
+  p.add_argument('--config', required=True, help=f'config file, relative to {relative_to}')
+  p.add_argument('--run-dir', required=True,
+                 help=f'run directory on {shared_storage}')
+  p.add_argument('--mesh', help='mesh sizes, e.g. data=4,fsdp=4 (default: the config\'s)')
+  p.add_argument('--env', action='append', default=[], metavar='KEY=VALUE',
+                 help=f'extra environment variable (repeatable; JAX_PLATFORMS={platform} is set)')

@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 
-from common import check_overrides, parse_env, run, train_command
+from common import add_launch_args, check_overrides, parse_env, run, train_command
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,12 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--nodes', type=int, required=True, help='number of nodes')
   p.add_argument('--gpus-per-node', type=int, default=8, help='GPUs (= tasks) per node')
-  p.add_argument('--config', required=True, help='config file, relative to --workdir')
-  p.add_argument('--run-dir', required=True,
-                 help='run directory on a filesystem every node shares')
-  p.add_argument('--mesh', help='mesh sizes, e.g. data=2,fsdp=8 (default: the config\'s)')
-  p.add_argument('--env', action='append', default=[], metavar='KEY=VALUE',
-                 help='exported in the script (repeatable; JAX_PLATFORMS=cuda is set)')
+  add_launch_args(p, '--workdir', 'a filesystem every node shares', 'cuda')
   p.add_argument('--workdir', default=REPO_ROOT,
                  help='repository checkout on shared storage (default: this repo)')
   p.add_argument('--venv', default='.venv',

@@ -16,7 +16,8 @@ import os
 import shlex
 import sys
 
-from common import Command, check_overrides, parse_env, run, train_command
+from common import (Command, add_launch_args, check_overrides, parse_env, run,
+                    train_command)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -189,12 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--python', default='3.11', help='Python version of the worker venv')
 
   p = add('launch', 'start `lm-jax train` on every worker; extra --config.a.b=v are passed on')
-  p.add_argument('--config', required=True, help='config file, relative to the repository')
-  p.add_argument('--run-dir', required=True,
-                 help='run directory on storage every worker shares (e.g. a gcsfuse or NFS mount)')
-  p.add_argument('--mesh', help='mesh sizes, e.g. data=4,fsdp=4 (default: the config\'s)')
-  p.add_argument('--env', action='append', default=[], metavar='KEY=VALUE',
-                 help='extra environment variable (repeatable; JAX_PLATFORMS=tpu is set)')
+  add_launch_args(p, 'the repository',
+                         'storage every worker shares (e.g. a gcsfuse or NFS mount)', 'tpu')
 
   p = add('logs', 'follow the training log (tail -F)')
   p.add_argument('--worker', default='0', help='worker index, or all (default: 0)')
