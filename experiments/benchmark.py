@@ -27,8 +27,8 @@ stays at its peak); --no-tune-allocator leaves malloc alone.
 """
 
 import argparse
+import dataclasses
 import datetime
-import functools
 import json
 import os
 import platform
@@ -42,16 +42,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lm_jax.config import (ConfigError, parse_cli_config, resolve_mesh_shape,  # noqa: E402
-                           validate)
+from lm_jax.build import build  # noqa: E402
+from lm_jax.config import ConfigError, parse_cli_config  # noqa: E402
 from lm_jax.metrics import flops, hardware  # noqa: E402
-from lm_jax.models import build_model  # noqa: E402
-from lm_jax.parallel.mesh import batch_sharding, make_mesh, replicated  # noqa: E402
-from lm_jax.parallel.rules import rules_for_mesh  # noqa: E402
 from lm_jax.plan.shapes import vocab_size_of  # noqa: E402
-from lm_jax.train.losses import cross_entropy_sums  # noqa: E402
-from lm_jax.train.optimizer import make_optimizer  # noqa: E402
-from lm_jax.train.state import create_train_state  # noqa: E402
 from lm_jax.train.step import jit_train_step  # noqa: E402
 
 # Vocabulary sizes of the tokenizers when config.model.vocab_size is 0 (the
@@ -99,15 +93,16 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
-def random_batches(num: int, batch: int, seq_len: int, vocab: int, sharding, seed=0):
-  """`num` random [batch, seq_len] token batches, already placed on the devices."""
+def random_batches(num: int, built, vocab: int, seed=0):
+  """`num` random global batches of `built`'s batch spec, already placed on the devices:
+  token ids uniform in [0, vocab), float arrays (weights) ones."""
   rng = np.random.default_rng(seed)
   batches = []
   for _ in range(num):
-    tokens_BxL1 = rng.integers(0, vocab, size=(batch, seq_len + 1), dtype=np.int32)
-    host = {'inputs': tokens_BxL1[:, :-1], 'targets': tokens_BxL1[:, 1:],
-            'weights': np.ones((batch, seq_len), np.float32)}
-    batches.append({k: jax.device_put(v, sharding) for k, v in host.items()})
+    host = {k: (rng.integers(0, vocab, size=shape, dtype=np.int32)
+                if np.issubdtype(dtype, np.integer) else np.ones(shape, dtype))
+            for k, (shape, dtype) in built.batch_spec.items()}
+    batches.append({k: jax.device_put(v, built.batch_sharding) for k, v in host.items()})
   return batches
 
 
@@ -140,24 +135,16 @@ def run(config, steps: int, warmup: int, measure_peak: bool = False,
         label: str = '', quiet: float = 0.1, allocator_tuned: bool = False) -> dict:
   """Builds and times the train step of `config`; returns the result record."""
   devices = jax.devices()
-  validate(config, device_count=len(devices))
-  mesh_shape = resolve_mesh_shape(config.mesh, len(devices))
-  mesh = make_mesh(mesh_shape, devices)
-  rules = rules_for_mesh(mesh_shape, config.mesh.rules)
-
   vocab = vocab_size_of(config)
-  model, model_cfg = build_model(config.model, vocab)
+  built = build(config, vocab, devices)
+  mesh_shape, model_cfg, family = built.mesh_shape, built.model_cfg, built.family
   batch_size, seq_len = config.train.global_batch_size, config.data.seq_len
-  tx, schedule = make_optimizer(config.optimizer, config.train.steps)
-  example_BxL = np.zeros((batch_size, seq_len), np.int32)
-  state, shardings = create_train_state(
-      model, tx, jax.random.PRNGKey(config.train.seed), example_BxL, mesh, rules)
-  loss_fn = functools.partial(cross_entropy_sums, z_loss=config.train.z_loss)
-  step = jit_train_step(loss_fn, config.train.microbatches, schedule, shardings,
-                        batch_sharding(mesh, rules), replicated(mesh))
-  batches = random_batches(4, batch_size, seq_len, vocab, batch_sharding(mesh, rules))
+  state = built.init_state()
+  step = jit_train_step(built.objective, config.train.microbatches, built.schedule,
+                        built.state_shardings, built.batch_sharding, built.replicated)
+  batches = random_batches(4, built, vocab)
 
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+  with jax.set_mesh(built.mesh), nn.logical_axis_rules(built.rules):
     start = time.perf_counter()
     compiled = step.lower(state, batches[0]).compile()
     compile_s = time.perf_counter() - start
@@ -180,8 +167,12 @@ def run(config, steps: int, warmup: int, measure_peak: bool = False,
   tokens_per_s = tokens_per_step / median_s
   quiet_s = [t for t, load in zip(step_s, loads) if load < quiet]
   quiet_median_s = float(np.median(quiet_s)) if quiet_s else float('nan')
-  fpt = flops.flops_per_token(model_cfg, seq_len)
-  fpt_noncausal = flops.flops_per_token(model_cfg, seq_len, causal=False)
+  fpt = family.flops_per_token(model_cfg, seq_len)
+  # nanoGPT's estimate_mfu counts the full L x L attention: the same count
+  # with the causal flag off, for families that have one.
+  noncausal_cfg = (dataclasses.replace(model_cfg, causal=False)
+                   if 'causal' in {f.name for f in dataclasses.fields(model_cfg)} else model_cfg)
+  fpt_noncausal = family.flops_per_token(noncausal_cfg, seq_len)
   peak_per_device = hardware.peak_flops_per_device(
       devices[0], config.model.dtype, config.logging.peak_flops_per_device)
   peak_total = peak_per_device * len(devices)
@@ -198,7 +189,8 @@ def run(config, steps: int, warmup: int, measure_peak: bool = False,
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'allocator_tuned': allocator_tuned,
       'mesh': mesh_shape,
-      'num_params': flops.num_params(model_cfg),
+      'family': family.name,
+      'num_params': family.num_params(model_cfg),
       'batch_size': batch_size,
       'seq_len': seq_len,
       'dtype': config.model.dtype,

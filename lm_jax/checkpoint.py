@@ -21,19 +21,10 @@ import orbax.checkpoint as ocp
 
 from lm_jax.config.loader import ConfigError
 from lm_jax.data import checkpointing as data_ckpt
-from lm_jax.train.state import TrainState
+from lm_jax.models.registry import get_family
 
-# Keys whose change makes a checkpoint unreadable (param shapes or tree differ).
-# Every model key counts except these, which change how the model runs only.
-_RUNTIME_MODEL_KEYS = ('dropout', 'attention', 'remat', 'dtype')
-_SHAPE_DATA_KEYS = ('tokenizer', 'bpe_vocab_size', 'source')
-_SHAPE_MESH_KEYS = ('stage',)  # pipelined params are stacked [stage, ...]
-
-
-def _state_tree(state: TrainState) -> dict:
-  """The arrays of a TrainState as a plain dict (apply_fn and tx are code)."""
-  return {'step': state.step, 'params': state.params,
-          'opt_state': state.opt_state, 'rng': state.rng}
+# Data keys that fix the vocabulary (the embedding's shape).
+_SHAPE_DATA_KEYS = ('data.tokenizer', 'data.bpe_vocab_size', 'data.source')
 
 
 class Checkpointer:
@@ -52,25 +43,24 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
 
-  def save(self, state: TrainState, train_iter: grain.DatasetIterator | None,
+  def save(self, state, train_iter: grain.DatasetIterator | None,
            config: ml_collections.ConfigDict, force: bool = False) -> bool:
     """Starts an (async) save of `state` at its step; returns whether it saved."""
-    items = {'state': ocp.args.StandardSave(_state_tree(state)),
+    items = {'state': ocp.args.StandardSave(state.to_tree()),
              'config': ocp.args.JsonSave(config.to_dict())}
     if train_iter is not None:
       items['data_iter'] = data_ckpt.iterator_save_args(train_iter)
     return self.manager.save(int(jax.device_get(state.step)),
                              args=ocp.args.Composite(**items), force=force)
 
-  def restore(self, abstract_state: TrainState,
-              train_iter: grain.DatasetIterator | None,
-              step: int | None = None) -> TrainState:
+  def restore(self, abstract_state, train_iter: grain.DatasetIterator | None,
+              step: int | None = None):
     """Restores `step` (default: latest) onto the shardings in `abstract_state`;
     moves `train_iter` (in place) to the batch after that step."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise ConfigError(f'no checkpoint in {self.directory}')
-    items = {'state': ocp.args.StandardRestore(_state_tree(abstract_state))}
+    items = {'state': ocp.args.StandardRestore(abstract_state.to_tree())}
     iter_dir = os.path.join(self.directory, str(step), 'data_iter')
     legacy = train_iter is not None and data_ckpt.is_legacy_item(iter_dir)
     if train_iter is not None and not legacy:
@@ -80,9 +70,7 @@ class Checkpointer:
       data_ckpt.set_iterator_state(
           train_iter, data_ckpt.legacy_iterator_state(iter_dir) if legacy
           else restored['data_iter'])
-    tree = restored['state']
-    return abstract_state.replace(step=tree['step'], params=tree['params'],
-                                  opt_state=tree['opt_state'], rng=tree['rng'])
+    return abstract_state.from_tree(restored['state'])
 
   def saved_config(self, step: int | None = None) -> dict[str, Any]:
     step = self.latest_step() if step is None else step
@@ -99,16 +87,29 @@ class Checkpointer:
     self.manager.close()
 
 
+def _lookup(tree: dict, dotted: str, default=None):
+  for part in dotted.split('.'):
+    if not isinstance(tree, dict) or part not in tree:
+      return default
+    tree = tree[part]
+  return tree
+
+
 def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict):
-  """Refuses to resume when the saved run's shapes differ from the config's."""
+  """Refuses to resume when the saved run's parameter shapes differ from the config's.
+
+  Which keys shape the parameters is the family's to say (its registry entry's
+  `shape_keys`); the family itself and the vocabulary's data keys always count.
+  """
   current = config.to_dict()
-  diffs = [f'model.{k}: saved {v!r}, now {current["model"].get(k)!r}'
-           for k, v in saved['model'].items()
-           if k not in _RUNTIME_MODEL_KEYS and current['model'].get(k) != v]
-  for section, keys in (('data', _SHAPE_DATA_KEYS), ('mesh', _SHAPE_MESH_KEYS)):
-    diffs += [f'{section}.{k}: saved {saved[section].get(k, 1)!r}, '
-              f'now {current[section][k]!r}'
-              for k in keys if saved[section].get(k, 1) != current[section][k]]
+  saved_family = _lookup(saved, 'model.family', 'decoder')
+  keys = ('model.family',) + get_family(config.model.family).shape_keys + _SHAPE_DATA_KEYS
+  if saved_family != config.model.family:
+    keys = ('model.family',)
+  # Keys older checkpoints did not have read as today's defaults.
+  defaults = {'mesh.stage': 1}
+  diffs = [f'{k}: saved {_lookup(saved, k, defaults.get(k))!r}, now {_lookup(current, k)!r}'
+           for k in keys if _lookup(saved, k, defaults.get(k)) != _lookup(current, k)]
   if diffs:
     raise ConfigError(
         'the run directory holds a checkpoint of a different model; resuming '

@@ -42,9 +42,13 @@ def _train(config, rest):
   from lm_jax.metrics.hardware import tune_cpu_allocator
   tune_cpu_allocator()
   distributed.initialize(config.distributed)  # before anything touches a device
+  from lm_jax.evaluate import make_evaluator
+  from lm_jax.run import build_run
   from lm_jax.train.loop import TrainingDiverged, train
+  run = build_run(config)
+  evaluate = make_evaluator(run) if config.train.eval_every else None
   try:
-    result = train(config)
+    result = train(run, evaluate)
   except TrainingDiverged as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)

@@ -1,49 +1,65 @@
-"""Held-out evaluation: loss, perplexity and bits per byte."""
+"""Held-out evaluation: the objective's metrics, perplexity and bits per byte.
 
+Evaluation is a callback the training loop is given (lm_jax/cli.py wires
+them); this module does not import lm_jax.train, nor the reverse.
+"""
+
+import functools
 import math
 
 import flax.linen as nn
 import jax
 
-from lm_jax.train.losses import cross_entropy_sums
-from lm_jax.train.state import TrainState
-from lm_jax.train.step import jit_eval_step
+from lm_jax.objectives import Objective, mean_metrics
+
+
+def eval_step(params, batch, *, apply_fn, objective: Objective):
+  """The objective's evaluation sums on one batch (deterministic)."""
+  outputs = apply_fn({'params': params}, batch, deterministic=True)
+  _, metric_sums, weight_sum = objective.evaluate(outputs, batch)
+  return metric_sums, weight_sum
+
+
+def jit_eval_step(built):
+  """eval_step under jax.jit with the params' and the batch's shardings."""
+  step = functools.partial(eval_step, apply_fn=built.fns.apply, objective=built.objective)
+  return jax.jit(step, in_shardings=(built.state_shardings.params, built.batch_sharding),
+                 out_shardings=built.replicated)
 
 
 def make_evaluator(run):
-  """Returns evaluate(state) -> {'loss', 'perplexity', 'bits_per_byte'} on the
+  """Returns evaluate(state) -> {'loss', 'perplexity', 'bits_per_byte', ...} on the
   first `train.eval_batches` validation batches (the same ones every time)."""
-  eval_step = jit_eval_step(cross_entropy_sums, run.state_shardings,
-                            run.batch_sharding, run.replicated)
-  batches = [run.global_batch(b)
-             for b in run.data.val_batches(run.config.train.eval_batches)]
+  built = run.built
+  step = jit_eval_step(built)
+  batches = [run.global_batch(b) for b in run.data.val_batches(run.config.train.eval_batches)]
 
-  def evaluate(state: TrainState) -> dict[str, float]:
-    loss_sum = weight_sum = 0.0
-    with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
+  def evaluate(state) -> dict[str, float]:
+    totals, weight = None, 0.0
+    with jax.set_mesh(built.mesh), nn.logical_axis_rules(built.rules):
       for batch in batches:
-        sums = eval_step(state, batch)
-        loss_sum += sums['loss_sum']
-        weight_sum += sums['weight_sum']
-    return eval_metrics(float(loss_sum), float(weight_sum),
-                        run.data.bytes_per_token)
+        sums, w = jax.device_get(step(state.params, batch))
+        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+        weight += float(w)
+    return eval_metrics(jax.tree.map(float, totals), weight, run.data.bytes_per_token)
 
   return evaluate
 
 
-def eval_metrics(loss_sum: float, weight_sum: float,
-                 bytes_per_token: float) -> dict[str, float]:
-  """Mean loss (nats/token), perplexity, and bits per UTF-8 byte of text."""
-  loss = loss_sum / max(weight_sum, 1.0)
-  return {'loss': loss, 'perplexity': math.exp(min(loss, 700.0)),
-          'bits_per_byte': loss / math.log(2) / bytes_per_token}
+def eval_metrics(metric_sums: dict, weight_sum: float, bytes_per_token: float) -> dict:
+  """Means of the objective's sums, plus perplexity and bits per UTF-8 byte of the loss."""
+  metrics = {k: float(v) for k, v in mean_metrics(metric_sums, weight_sum).items()}
+  loss = metrics['loss']
+  metrics['perplexity'] = math.exp(min(loss, 700.0))
+  metrics['bits_per_byte'] = loss / math.log(2) / bytes_per_token
+  return metrics
 
 
 def evaluate_checkpoint(config, step: int | None = None) -> dict[str, float]:
   """Restores a run's checkpoint (latest, or `step`) and evaluates it."""
-  from lm_jax.checkpoint import Checkpointer, check_resumable
-  from lm_jax.config.loader import ConfigError
-  from lm_jax.train.setup import build_run
+  from lm_jax.checkpoint import Checkpointer, check_resumable  # pylint: disable=g-import-not-at-top
+  from lm_jax.config.loader import ConfigError  # pylint: disable=g-import-not-at-top
+  from lm_jax.run import build_run  # pylint: disable=g-import-not-at-top
   run = build_run(config)
   ckpt = Checkpointer(config.logging.run_dir, config.checkpoint)
   if ckpt.latest_step() is None:
@@ -54,7 +70,7 @@ def evaluate_checkpoint(config, step: int | None = None) -> dict[str, float]:
     raise ConfigError(f'--step {step}: no such checkpoint in {ckpt.directory}; '
                       f'saved steps: {ckpt.all_steps()}')
   check_resumable(ckpt.saved_config(step), config)
-  state = ckpt.restore(run.abstract_state(), None, step=step)
+  state = ckpt.restore(run.built.abstract_state(), None, step=step)
   metrics = make_evaluator(run)(state)
   ckpt.close()
   return {'step': step, **metrics}

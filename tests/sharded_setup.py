@@ -1,14 +1,19 @@
-"""A tiny model + batch + sharded state on a given mesh, shared by parallel tests."""
+"""A tiny model + batch + sharded state on a given mesh, shared by parallel tests.
+
+Everything is made by lm_jax.build.build, the builder training uses.
+"""
+
+import dataclasses
 
 import jax
 import numpy as np
 import optax
 
+from lm_jax.build import build
 from lm_jax.config.defaults import base_config
-from lm_jax.models import build_model
-from lm_jax.parallel.mesh import batch_sharding, make_mesh
-from lm_jax.parallel.rules import rules_for_mesh
-from lm_jax.train.state import create_train_state
+from lm_jax.objectives.cross_entropy import CrossEntropy
+from lm_jax.parallel.mesh import batch_sharding
+from lm_jax.train.state import state_shardings
 
 VOCAB, SEQ, BATCH = 61, 16, 8
 
@@ -24,6 +29,21 @@ def tiny_model_cfg(style: str = 'gpt'):
   return m
 
 
+def tiny_config(model_cfg, mesh_shape: dict, batch: int = BATCH, seq: int = SEQ):
+  """The base config with `model_cfg`, the mesh sizes and a [batch, seq] global batch."""
+  c = base_config()
+  c.model = model_cfg
+  c.mesh.update({'data': 1, **mesh_shape})
+  c.train.update(global_batch_size=batch, eval_every=0)
+  c.data.seq_len = seq
+  return c
+
+
+def objective(z_loss: float = 0.0):
+  """The cross-entropy objective over the tests' vocabulary."""
+  return CrossEntropy(vocab_size=VOCAB, z_loss=z_loss)
+
+
 def random_batch(seed: int = 0, batch: int = BATCH, seq: int = SEQ):
   rng = np.random.default_rng(seed)
   tokens = rng.integers(0, VOCAB, size=(batch, seq + 1), dtype=np.int32)
@@ -32,19 +52,24 @@ def random_batch(seed: int = 0, batch: int = BATCH, seq: int = SEQ):
   return {'inputs': tokens[:, :-1], 'targets': tokens[:, 1:], 'weights': weights}
 
 
-def sharded_state(model_cfg, mesh_shape: dict, tx=None, seed: int = 0,
-                  devices=None):
-  """(model, state, state_shardings, mesh, rules) for the mesh shape."""
-  devices = jax.devices()[:int(np.prod(list(mesh_shape.values())))] \
-      if devices is None else devices
-  mesh = make_mesh(mesh_shape, devices)
-  rules = rules_for_mesh(mesh_shape)
-  model, _ = build_model(model_cfg, VOCAB)
-  tx = tx or optax.adamw(1e-2)
-  example = np.zeros((BATCH, SEQ), np.int32)
-  state, shardings = create_train_state(model, tx, jax.random.PRNGKey(seed),
-                                        example, mesh, rules)
-  return model, state, shardings, mesh, rules
+def built_for(model_cfg, mesh_shape: dict, tx=None, batch: int = BATCH, seq: int = SEQ,
+              devices=None):
+  """lm_jax.build.build of the tiny config on the first prod(mesh) devices (tx: override)."""
+  size = int(np.prod(list(mesh_shape.values())))
+  devices = jax.devices()[:size] if devices is None else devices
+  built = build(tiny_config(model_cfg, mesh_shape, batch, seq), VOCAB, devices)
+  if tx is not None:
+    built = dataclasses.replace(
+        built, tx=tx, state_shardings=state_shardings(built.fns, tx, built.example_batch(),
+                                                      built.mesh, built.rules))
+  return built
+
+
+def sharded_state(model_cfg, mesh_shape: dict, tx=None, seed: int = 0, devices=None):
+  """(module, state, state_shardings, mesh, rules) for the mesh shape."""
+  built = built_for(model_cfg, mesh_shape, tx or optax.adamw(1e-2), devices=devices)
+  state = built.init_state(seed)
+  return built.module, state, built.state_shardings, built.mesh, built.rules
 
 
 def place_batch(batch, mesh, rules):

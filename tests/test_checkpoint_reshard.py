@@ -7,8 +7,7 @@ import optax
 import pytest
 
 from lm_jax.checkpoint import Checkpointer
-from lm_jax.train.state import abstract_train_state
-from tests.sharded_setup import BATCH, SEQ, sharded_state, tiny_model_cfg
+from tests.sharded_setup import built_for, sharded_state, tiny_model_cfg
 
 
 def _ckpt_cfg():
@@ -29,10 +28,8 @@ def test_saved_on_2x2x2_restores_on_other_mesh(tmp_path, target):
   saver.save(state, None, ml_collections.ConfigDict({'model': {}}), force=True)
   saver.close()
 
-  model, fresh, shardings, mesh, _ = sharded_state(model_cfg, target, tx=tx,
-                                                   seed=99)
-  abstract = abstract_train_state(model, tx, np.zeros((BATCH, SEQ), np.int32),
-                                  shardings)
+  _, fresh, shardings, mesh, _ = sharded_state(model_cfg, target, tx=tx, seed=99)
+  abstract = built_for(model_cfg, target, tx).abstract_state()
   restored = Checkpointer(str(tmp_path), _ckpt_cfg()).restore(abstract, None)
 
   assert int(restored.step) == 7

@@ -107,7 +107,7 @@ FLOAT_CASES = [
     ('model.norm_eps', '0'), ('model.init_std', '-1'), ('data.val_fraction', '1.0'),
     ('data.val_fraction', '-0.1'), ('optimizer.lr', '0'), ('optimizer.min_lr_ratio', '1.5'),
     ('optimizer.b1', '1.0'), ('optimizer.b2', '-0.5'), ('optimizer.eps', '0'),
-    ('optimizer.weight_decay', '-0.1'), ('optimizer.grad_clip', '-1'), ('train.z_loss', '-1'),
+    ('optimizer.weight_decay', '-0.1'), ('optimizer.grad_clip', '-1'), ('objective.z_loss', '-1'),
     ('logging.peak_flops_per_device', '-1'), ('optimizer.lr', 'nan'),
 ]
 

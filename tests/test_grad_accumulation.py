@@ -19,7 +19,8 @@ import pytest
 from lm_jax.models import build_model
 from lm_jax.parallel.mesh import batch_sharding, make_mesh, replicated
 from lm_jax.parallel.rules import rules_for_mesh
-from lm_jax.train.losses import cross_entropy_sums
+from lm_jax.models.registry import get_family, model_fns
+from lm_jax.objectives.cross_entropy import CrossEntropy
 from lm_jax.train.state import state_shardings
 from lm_jax.train.step import jit_train_step
 from tests.numpy_reference import np_decoder
@@ -66,13 +67,13 @@ def _train_step(style, mesh_shape, num_micro):
   mesh, rules = make_mesh(mesh_shape, devices), rules_for_mesh(mesh_shape)
   model, _ = build_model(tiny_model_cfg(style), VOCAB)
   tx = optax.sgd(LR)
-  shardings = state_shardings(model, tx, np.zeros((BATCH, SEQ), np.int32), mesh,
-                              rules)
+  fns = model_fns(get_family('decoder'), model)
+  shardings = state_shardings(fns, tx, _batch(), mesh, rules)
   # The same values, with this run's (static) apply_fn and tx.
   state = jax.device_put(
-      _initial_state(style).replace(apply_fn=model.apply, tx=tx), shardings)
-  loss_fn = lambda logits, b: cross_entropy_sums(logits, b, Z_LOSS)
-  step = jit_train_step(loss_fn, num_micro, optax.constant_schedule(LR),
+      _initial_state(style).replace(apply_fn=fns.apply, tx=tx), shardings)
+  step = jit_train_step(CrossEntropy(vocab_size=VOCAB, z_loss=Z_LOSS), num_micro,
+                        optax.constant_schedule(LR),
                         shardings, batch_sharding(mesh, rules), replicated(mesh))
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     batch = place_batch(_batch(), mesh, rules)

@@ -11,9 +11,8 @@ from jax.sharding import PartitionSpec
 
 from lm_jax.parallel.mesh import replicated
 from lm_jax.parallel.rules import RULE_TABLES, rules_for_mesh
-from lm_jax.train.losses import cross_entropy_sums
 from lm_jax.train.step import mean_grads
-from tests.sharded_setup import (place_batch, random_batch, sharded_state,
+from tests.sharded_setup import (objective, place_batch, random_batch, sharded_state,
                                  tiny_model_cfg)
 
 MESHES = [
@@ -32,13 +31,13 @@ MESHES = [
 def _loss_and_grads(mesh_shape, style):
   _, state, shardings, mesh, rules = sharded_state(tiny_model_cfg(style), mesh_shape)
   batch = place_batch(random_batch(), mesh, rules)
-  fn = jax.jit(functools.partial(mean_grads, loss_fn=cross_entropy_sums,
+  fn = jax.jit(functools.partial(mean_grads, objective=objective(),
                                  num_micro=1),
                in_shardings=(shardings, None),
-               out_shardings=(shardings.params, replicated(mesh)))
+               out_shardings=(shardings.params, replicated(mesh), replicated(mesh)))
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    grads, aux = fn(state, batch)
-  loss = float(aux['loss_sum'] / aux['weight_sum'])
+    grads, metrics, _ = fn(state, batch)
+  loss = float(metrics['loss'])
   return loss, jax.tree.map(np.asarray, grads), grads
 
 
@@ -126,7 +125,7 @@ def test_auto_rules_pick_smallest_table_covering_busy_axes():
 def _per_device_flops(mesh_shape):
   _, state, shardings, mesh, rules = sharded_state(tiny_model_cfg('gpt'), mesh_shape)
   batch = place_batch(random_batch(), mesh, rules)
-  fn = jax.jit(functools.partial(mean_grads, loss_fn=cross_entropy_sums,
+  fn = jax.jit(functools.partial(mean_grads, objective=objective(),
                                  num_micro=1),
                in_shardings=(shardings, None))
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):

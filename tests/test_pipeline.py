@@ -19,12 +19,13 @@ from lm_jax.models import build_model
 from lm_jax.models.pipeline import bubble_fraction, gpipe_schedule
 from lm_jax.parallel.mesh import make_mesh, replicated
 from lm_jax.parallel.rules import rules_for_mesh
-from lm_jax.train.losses import cross_entropy_sums
-from lm_jax.train.setup import build_run
+from lm_jax.models.registry import get_family, model_fns
+from lm_jax.run import build_run
 from lm_jax.train.state import TrainState
 from lm_jax.train.step import mean_grads
 from tests.run_helpers import QUICK
-from tests.sharded_setup import SEQ, VOCAB, place_batch, random_batch, tiny_model_cfg
+from tests.sharded_setup import (SEQ, VOCAB, objective, place_batch, random_batch,
+                                 tiny_model_cfg)
 
 BATCH = 16
 FAST_COMPILE = {'xla_backend_optimization_level': 0,
@@ -93,18 +94,18 @@ def _loss_and_grads(name):
       nn.get_partition_spec(_boxed_params(model)), mesh, rules)
   state = TrainState(step=jnp.zeros((), jnp.int32),
                      params=jax.device_put(params, shardings), opt_state=None,
-                     rng=jax.random.PRNGKey(0), apply_fn=model.apply, tx=None)
-  fn = jax.jit(functools.partial(mean_grads, loss_fn=cross_entropy_sums,
-                                 num_micro=1),
-               out_shardings=(shardings, replicated(mesh)))
+                     rng=jax.random.PRNGKey(0),
+                     apply_fn=model_fns(get_family('decoder'), model).apply, tx=None)
+  fn = jax.jit(functools.partial(mean_grads, objective=objective(), num_micro=1),
+               out_shardings=(shardings, replicated(mesh), replicated(mesh)))
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     batch = place_batch(random_batch(batch=BATCH), mesh, rules)
     compiled = fn.lower(state, batch).compile(FAST_COMPILE)
-    grads, aux = compiled(state, batch)
+    grads, metrics, _ = compiled(state, batch)
   grads = jax.tree.map(np.asarray, grads)
   if stages > 1:
     grads = _from_pipeline(grads)
-  loss = float(aux['loss_sum'] / aux['weight_sum'])
+  loss = float(metrics['loss'])
   return loss, grads, state.params, compiled.as_text()
 
 
@@ -198,6 +199,6 @@ def test_build_run_gives_the_model_the_mesh_stages(tmp_path):
   c.train.global_batch_size = 16
   c.mesh.update({'data': -1, 'stage': 2, 'fsdp': 2, 'pipeline_microbatches': 2})
   run = build_run(c)
-  assert (run.model_cfg.num_stages, run.model_cfg.pipeline_microbatches) == (2, 2)
-  up = run.state_shardings.params['pipeline']['stages']['layers']['mlp']['up']
+  assert (run.built.model_cfg.num_stages, run.built.model_cfg.pipeline_microbatches) == (2, 2)
+  up = run.built.state_shardings.params['pipeline']['stages']['layers']['mlp']['up']
   assert tuple(up['kernel'].spec) == ('stage', None, 'fsdp', None)

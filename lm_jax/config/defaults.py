@@ -13,7 +13,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   c.model = ml_collections.ConfigDict(dict(
-      family='decoder',        # decoder (GPT/Llama); later: encoder, encdec, rnn
+      family='decoder',        # a family of lm_jax/models/registry.py: decoder (GPT/Llama)
       vocab_size=0,            # 0: taken from the tokenizer
       vocab_multiple=64,       # the embedding is padded up to a multiple of this
       num_layers=4,
@@ -33,7 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
       dropout=0.0,
       param_dtype='float32',   # float32 | bfloat16
       dtype='float32',         # compute dtype: float32 | bfloat16
-      attention='auto',        # auto | xla | cudnn  (jax.nn.dot_product_attention)
+      attention='auto',        # auto | xla | cudnn | blockwise (lm_jax/models/attention.py)
       scan_layers=False,       # nn.scan over layers (faster compile for deep models)
       remat='none',            # none | full | dots_saveable | dots_with_no_batch_dims_saveable
       init_std=0.02,
@@ -43,6 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
       source='stdlib',         # stdlib (this Python's own library sources) | a file, glob or directory
       file_glob='*.py',        # files taken from a directory source
       max_bytes=8_000_000,     # read at most this many bytes of text (0: no limit)
+      task='',                 # batch maker (lm_jax/data/tasks): '' = the family's default; lm
       tokenizer='byte',        # byte | char | bpe
       bpe_vocab_size=4096,
       seq_len=128,
@@ -71,10 +72,15 @@ def base_config() -> ml_collections.ConfigDict:
       global_batch_size=16,
       microbatches=1,          # gradient accumulation: global batch split in this many pieces
       seed=0,
-      z_loss=0.0,              # coefficient of the log(Z)^2 auxiliary loss
       eval_every=200,
       eval_batches=8,
       log_every=10,
+  ))
+
+  c.objective = ml_collections.ConfigDict(dict(
+      name='cross_entropy',    # lm_jax/objectives/registry.py: cross_entropy
+      label_smoothing=0.0,     # eps: target (1 - eps) onehot + eps / V; trained as KL to it
+      z_loss=0.0,              # coefficient of the log(Z)^2 auxiliary loss (PaLM)
   ))
 
   c.mesh = ml_collections.ConfigDict(dict(
@@ -109,7 +115,16 @@ def base_config() -> ml_collections.ConfigDict:
       progress=True,           # progress bar on stderr
       peak_flops_per_device=0.0,  # 0: look up the device in the peak table
   ))
+  _add_family_sections(c.model)
   return c
+
+
+def _add_family_sections(model: ml_collections.ConfigDict) -> None:
+  """config.model.<family> subsections: each family declares its own keys."""
+  from lm_jax.models.registry import all_families  # pylint: disable=g-import-not-at-top
+  for family in all_families():
+    if family.own_defaults:
+      model[family.name] = ml_collections.ConfigDict(dict(family.own_defaults))
 
 
 def shrink_to_runlocal(c: ml_collections.ConfigDict, name: str) -> None:

@@ -9,16 +9,14 @@ it), its value and what would be valid. It stops at the first problem.
 import ml_collections
 
 from lm_jax.config import defaults
-from lm_jax.config import derived
 from lm_jax.config.loader import ConfigError, _suggest, dotted_keys
 from lm_jax.parallel.rules import MESH_AXES, rules_for_mesh
 
 CHOICES = {
-    'model.family': ('decoder',),
     'model.position': ('learned', 'rope'),
     'model.norm': ('layernorm', 'rmsnorm'),
     'model.mlp': ('gelu', 'swiglu'),
-    'model.attention': ('auto', 'xla', 'cudnn'),
+    'model.attention': ('auto', 'xla', 'cudnn', 'blockwise'),
     'model.remat': ('none', 'full', 'dots_saveable', 'dots_with_no_batch_dims_saveable'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'model.dtype': ('float32', 'bfloat16'),
@@ -55,7 +53,8 @@ FLOAT_RANGES = {
     'optimizer.eps': (0.0, None, False, None),
     'optimizer.weight_decay': (0.0, None, True, None),
     'optimizer.grad_clip': (0.0, None, True, None),
-    'train.z_loss': (0.0, None, True, None),
+    'objective.z_loss': (0.0, None, True, None),
+    'objective.label_smoothing': (0.0, 1.0, True, False),
     'logging.peak_flops_per_device': (0.0, None, True, None),
 }
 
@@ -170,29 +169,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
     if not _get(config, key):
       _fail(key, _get(config, key), 'must not be empty')
 
-  # --- model shape
-  if not m.head_dim and m.d_model % m.num_heads:
-    _fail('model.d_model', m.d_model,
-          f'not divisible by config.model.num_heads={m.num_heads} (with config.model.head_dim=0 '
-          'the head size is d_model // num_heads); pick num_heads dividing d_model or set '
-          'config.model.head_dim')
-  kv = derived.num_kv_heads(m)
-  if kv > m.num_heads or m.num_heads % kv:
-    _fail('model.num_kv_heads', m.num_kv_heads,
-          f'config.model.num_heads={m.num_heads} must be a multiple of num_kv_heads (GQA: each '
-          f'kv head serves num_heads // num_kv_heads query heads); use a divisor of '
-          f'{m.num_heads}, or 0 for num_kv_heads = num_heads')
-  if m.position == 'rope' and derived.head_dim(m) % 2:
-    _fail('model.head_dim', derived.head_dim(m),
-          'rope rotates pairs of features, so the head size must be even')
-  if m.attention == 'cudnn' and m.dtype != 'bfloat16':
-    _fail('model.attention', m.attention,
-          f'cudnn attention needs config.model.dtype=\'bfloat16\' (it is {m.dtype!r}); '
-          "use config.model.attention='auto' or 'xla' for float32")
-  if d.seq_len > m.max_len:
-    _fail('data.seq_len', d.seq_len,
-          f'longer than config.model.max_len={m.max_len}, the positions the model supports; '
-          f'raise config.model.max_len to at least {d.seq_len} or lower data.seq_len')
+  family = _check_family(config)
   if d.tokenizer == 'bpe' and m.vocab_size and m.vocab_size < d.bpe_vocab_size:
     _fail('model.vocab_size', m.vocab_size,
           f'smaller than the tokenizer\'s config.data.bpe_vocab_size={d.bpe_vocab_size}; '
@@ -234,58 +211,38 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
           f'{t.microbatches} = {micro} sequences, which must be divisible by the batch-parallel '
           f'size data*fsdp = {shape["data"]}*{shape["fsdp"]} = {batch_parallel} (mesh {shape}); '
           f'use a global_batch_size that is a multiple of {t.microbatches * batch_parallel}')
-  _check_pipeline(config, shape, micro, batch_parallel)
-  tp = shape['tensor']
-  if tp > 1:
-    split = f'tensor parallelism splits it over the config.mesh.tensor={tp} devices'
-    if m.num_heads % tp:
-      _fail('model.num_heads', m.num_heads,
-            f'not divisible by config.mesh.tensor={tp}: {split} (each device gets whole '
-            f'attention heads); use a multiple of {tp} or a smaller mesh.tensor')
-    if kv % tp:
-      _fail('model.num_kv_heads', m.num_kv_heads,
-            f'{kv} kv heads are not divisible by config.mesh.tensor={tp}: {split} (each device '
-            f'gets whole kv heads); use a multiple of {tp} kv heads or a smaller mesh.tensor')
-    mlp = derived.mlp_dim(m)
-    if mlp % tp:
-      _fail('model.mlp_dim', m.mlp_dim,
-            f'the MLP width {mlp} is not divisible by config.mesh.tensor={tp}: {split}; '
-            f'use an mlp_dim that is a multiple of {tp}')
-    if m.vocab_size:
-      vocab = derived.padded_vocab_size(m.vocab_size, m.vocab_multiple)
-      if vocab % tp:
-        _fail('model.vocab_multiple', m.vocab_multiple,
-              f'the padded vocabulary {vocab} (config.model.vocab_size={m.vocab_size} rounded up '
-              f'to a multiple of vocab_multiple) is not divisible by config.mesh.tensor={tp}: '
-              f'{split}; use a vocab_multiple that is a multiple of {tp} (e.g. 64)')
-    elif m.vocab_multiple % tp:
-      _fail('model.vocab_multiple', m.vocab_multiple,
-            f'not a multiple of config.mesh.tensor={tp}, so the padded vocabulary (the '
-            f'tokenizer\'s size rounded up to vocab_multiple) may not split over the tensor '
-            f'devices; use a multiple of {tp} (e.g. 64)')
-  if shape['fsdp'] > 1 and m.d_model % shape['fsdp']:
-    _fail('model.d_model', m.d_model,
-          f'not divisible by config.mesh.fsdp={shape["fsdp"]}: fsdp shards the embed dimension '
-          'of the parameters over the fsdp devices')
+  if shape['stage'] > 1 and not family.pipeline:
+    _fail('mesh.stage', config.mesh.stage,
+          f'config.model.family={family.name!r} cannot split its layers into pipeline '
+          'stages; use mesh.stage=1')
+  family.validate(config, shape)
 
 
-def _check_pipeline(config, shape, micro: int, batch_parallel: int):
-  """Stages hold whole layers; each pipeline microbatch splits over data*fsdp."""
-  stages, pm = shape['stage'], config.mesh.pipeline_microbatches
-  if stages == 1:
-    return
-  if config.mesh.stage == -1:
-    _fail('mesh.stage', -1, 'the pipeline stage count shapes the params ([stage, '
-          'layers/stage, ...]), so give it explicitly; let another axis be -1')
-  layers = config.model.num_layers
-  if layers % stages:
-    _fail('model.num_layers', layers,
-          f'not divisible by config.mesh.stage={stages}: each pipeline stage holds '
-          f'num_layers / stage whole layers; use a multiple of {stages} layers')
-  if micro % pm or (micro // pm) % batch_parallel:
-    _fail('mesh.pipeline_microbatches', pm,
-          f'each gradient-accumulation microbatch of {micro} sequences (global_batch_size / '
-          f'train.microbatches) is split into {pm} pipeline microbatches, each of which must '
-          f'split evenly over data*fsdp = {batch_parallel}; use a pipeline_microbatches '
-          f'dividing {micro} with {micro} / pipeline_microbatches a multiple of '
-          f'{batch_parallel}')
+def _check_family(config):
+  """The family exists, its task is one it trains on, and keys it ignores are unchanged."""
+  from lm_jax.data.tasks import TASK_NAMES  # pylint: disable=g-import-not-at-top
+  from lm_jax.models.registry import get_family  # pylint: disable=g-import-not-at-top
+  family = get_family(config.model.family)
+  task = config.data.task or family.tasks[0]
+  if task not in TASK_NAMES:
+    _fail('data.task', config.data.task, 'not a task; choose one of '
+          + ', '.join(map(repr, TASK_NAMES)) + " or '' (the family's default)")
+  if task not in family.tasks:
+    _fail('data.task', config.data.task,
+          f'config.model.family={family.name!r} trains on the tasks '
+          + ', '.join(map(repr, family.tasks)))
+  schema = defaults.base_config().model
+  for key in schema.keys():
+    if isinstance(schema[key], ml_collections.ConfigDict):  # a family's own section
+      if key == family.name:
+        continue
+      for sub in schema[key].keys():
+        if config.model[key][sub] != schema[key][sub]:
+          _fail(f'model.{key}.{sub}', config.model[key][sub],
+                f'only config.model.family={key!r} reads it, but the family is '
+                f'{family.name!r}; leave it at its default {schema[key][sub]!r}')
+    elif key not in family.shared_keys and key != 'family' and config.model[key] != schema[key]:
+      _fail(f'model.{key}', config.model[key],
+            f'config.model.family={family.name!r} does not use it; leave it at its '
+            f'default {schema[key]!r}')
+  return family

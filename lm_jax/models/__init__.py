@@ -1,18 +1,13 @@
-"""Model families, built by name from the config (a registry, not an if-chain)."""
+"""Model families (lm_jax/models/registry.py) and the layers they share.
 
-import flax.linen as nn
-import ml_collections
-
-from lm_jax.models.config import ModelConfig, model_config_from
-from lm_jax.models.decoder import Decoder
-
-MODEL_FAMILIES = {'decoder': Decoder}
+  registry.py     one `Family` entry per family; the only place a family is chosen by name
+  decoder/        decoder-only Transformer (GPT-2 / Llama styles)
+  attention.py    attention (self / cross) taking an AttentionMask (masks.py)
+  layers.py       norms, MLPs, dense maps;  positions.py  RoPE;  pipeline.py  GPipe stages
+"""
 
 
-def build_model(model_cfg: ml_collections.ConfigDict, vocab_size: int,
-                mesh_cfg: ml_collections.ConfigDict | None = None
-                ) -> tuple[nn.Module, ModelConfig]:
-  """Returns the linen module for `model.family` and its resolved config
-  (pipelined over `mesh_cfg.stage` stages when that is > 1)."""
-  cfg = model_config_from(model_cfg, vocab_size, mesh_cfg)
-  return MODEL_FAMILIES[model_cfg.family](cfg), cfg
+def build_model(model_cfg, vocab_size: int, mesh_cfg=None):
+  """(linen module, resolved model dataclass) of `model_cfg.family` (see the registry)."""
+  from lm_jax.models.registry import get_family  # pylint: disable=g-import-not-at-top
+  return get_family(model_cfg.family).build(model_cfg, vocab_size, mesh_cfg)

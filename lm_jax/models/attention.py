@@ -1,121 +1,147 @@
-"""Multi-head / grouped-query self-attention over jax.nn.dot_product_attention."""
+"""Multi-head / grouped-query attention (self or cross) taking its mask as data.
+
+The implementation is chosen per call from `cfg.attention` and what the mask
+and bias need (`choose_implementation`): on CPU the exact blockwise causal
+kernel below; on GPU cuDNN flash attention (bf16/fp16), which takes the causal
+flag and any other mask part as a dense mask; elsewhere XLA's dense attention,
+through `jax.nn.dot_product_attention`.
+"""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lm_jax.models.config import ModelConfig
 from lm_jax.models.layers import EinsumDense
+from lm_jax.models.masks import AttentionMask
 from lm_jax.models.positions import apply_rope
-
-
-def attention_mask(segment_ids_BxL: jnp.ndarray | None,
-                   padding_mask_BxL: jnp.ndarray | None) -> jnp.ndarray | None:
-  """[B, 1, L, L] boolean mask: same packed segment and key not padding."""
-  mask = None
-  if segment_ids_BxL is not None:
-    mask = segment_ids_BxL[:, None, :, None] == segment_ids_BxL[:, None, None, :]
-  if padding_mask_BxL is not None:
-    keys = padding_mask_BxL[:, None, None, :].astype(bool)
-    mask = keys if mask is None else mask & keys
-  return mask
-
 
 # Query rows per block of blockwise_causal_attention (the CPU default). Measured
 # on a 2-core AVX-512 CPU at L = 256: 64 beats 128 and 32 (smaller matmuls
 # lose more efficiency than the skipped upper triangle gains).
 CAUSAL_BLOCK = 64
+IMPLEMENTATIONS = ('auto', 'xla', 'cudnn', 'blockwise')
 
 
-def _implementation(name: str) -> str | None:
-  """`auto`: cuDNN flash attention on GPU (when it applies), blockwise on CPU, else XLA."""
+def choose_implementation(name: str, mask: AttentionMask, has_bias: bool,
+                          dtype) -> str:
+  """'blockwise' | 'cudnn' | 'xla' for config value `name` and this call's mask/bias.
+
+  `auto`: cuDNN on GPU for bf16/fp16 (it takes every mask here, as a dense
+  mask beside `is_causal`), the blockwise kernel on CPU when the mask is
+  causal without a prefix and there is no bias, XLA otherwise. An explicit
+  'blockwise' that cannot express the call falls back to XLA (same math).
+  """
+  blockwise_ok = mask.causal and mask.is_plain_causal_or_none and not has_bias
   if name == 'auto':
-    return {'gpu': 'cudnn', 'cpu': 'blockwise'}.get(jax.default_backend(), 'xla')
+    backend = jax.default_backend()
+    if backend == 'gpu':
+      return 'cudnn' if jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) else 'xla'
+    return 'blockwise' if backend == 'cpu' and blockwise_ok else 'xla'
+  if name == 'blockwise' and not blockwise_ok:
+    return 'xla'
   return name
 
 
-def blockwise_causal_attention(q_BxLxNxH, k_BxLxKxH, v_BxLxKxH, mask_Bx1xLxL,
-                               block: int = CAUSAL_BLOCK):
+def blockwise_causal_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask: AttentionMask,
+                               scale: float, block: int = CAUSAL_BLOCK):
   """Exact causal softmax attention, one block of query rows at a time.
 
-  Query block [a, b) only meets keys [0, b): the upper triangle of the L x L
+  Query block [a, b) only meets keys [0, b): the upper triangle of the T x T
   scores is never computed (with n blocks, (n + 1) / 2n of the full work).
   Same math as jax.nn.dot_product_attention(..., is_causal=True): fp32 scores
-  and softmax, GQA by grouping query heads, `mask` ([B, 1, L, L] bool) and the
-  causal mask both applied by index. Heads are moved in front of the length
-  axis once, so every block is a plain batched matmul over contiguous rows
-  (2x faster on CPU than slicing [B, L, N, H] per block).
+  and softmax, GQA by grouping query heads; the mask's segment and padding
+  parts are built per block from their ids. Heads are moved in front of the
+  length axis once, so every block is a plain batched matmul over contiguous
+  rows (2x faster on CPU than slicing [B, L, N, H] per block).
   """
-  B, L, N, H = q_BxLxNxH.shape
-  K = k_BxLxKxH.shape[2]
+  B, T, N, H = q_BxTxNxH.shape
+  K = k_BxSxKxH.shape[2]
   G = N // K
-  scale = jnp.asarray(1.0 / H ** 0.5, q_BxLxNxH.dtype)
-  q_BxKxGxLxH = (q_BxLxNxH * scale).reshape(B, L, K, G, H).transpose(0, 2, 3, 1, 4)
-  k_BxKxLxH = k_BxLxKxH.transpose(0, 2, 1, 3)
-  v_BxKxLxH = v_BxLxKxH.transpose(0, 2, 1, 3)
+  q_BxKxGxTxH = (q_BxTxNxH * jnp.asarray(scale, q_BxTxNxH.dtype)).reshape(
+      B, T, K, G, H).transpose(0, 2, 3, 1, 4)
+  k_BxKxSxH = k_BxSxKxH.transpose(0, 2, 1, 3)
+  v_BxKxSxH = v_BxSxKxH.transpose(0, 2, 1, 3)
   big_negative = -0.7 * float(jnp.finfo(jnp.float32).max)
   outs = []
-  for start in range(0, L, block):
-    end = min(start + block, L)
-    s_BxKxGxQxS = jnp.einsum('bkgqh,bksh->bkgqs', q_BxKxGxLxH[:, :, :, start:end],
-                             k_BxKxLxH[:, :, :end],
-                             preferred_element_type=jnp.float32)
+  for start in range(0, T, block):
+    end = min(start + block, T)
+    s_BxKxGxQxS = jnp.einsum('bkgqh,bksh->bkgqs', q_BxKxGxTxH[:, :, :, start:end],
+                             k_BxKxSxH[:, :, :end], preferred_element_type=jnp.float32)
     allowed = jnp.arange(start, end)[:, None] >= jnp.arange(end)[None, :]
-    if mask_Bx1xLxL is not None:
-      allowed = allowed & mask_Bx1xLxL[:, :, None, start:end, :end]
+    extras_Bx1xQxS = mask.extras_block(start, end, end)
+    if extras_Bx1xQxS is not None:
+      allowed = allowed & extras_Bx1xQxS[:, :, None]
     s_BxKxGxQxS = jnp.where(allowed, s_BxKxGxQxS, big_negative)
-    p_BxKxGxQxS = jax.nn.softmax(s_BxKxGxQxS, axis=-1).astype(v_BxLxKxH.dtype)
-    outs.append(jnp.einsum('bkgqs,bksh->bkgqh', p_BxKxGxQxS, v_BxKxLxH[:, :, :end]))
-  out_BxKxGxLxH = jnp.concatenate(outs, axis=3)
-  return out_BxKxGxLxH.transpose(0, 3, 1, 2, 4).reshape(B, L, N, H)
+    p_BxKxGxQxS = jax.nn.softmax(s_BxKxGxQxS, axis=-1).astype(v_BxSxKxH.dtype)
+    outs.append(jnp.einsum('bkgqs,bksh->bkgqh', p_BxKxGxQxS, v_BxKxSxH[:, :, :end]))
+  out_BxKxGxTxH = jnp.concatenate(outs, axis=3)
+  return out_BxKxGxTxH.transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
 
 
-class SelfAttention(nn.Module):
-  """Self-attention with optional RoPE, GQA (num_kv_heads < num_heads) and masks."""
-  cfg: ModelConfig
+def attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask: AttentionMask, *, implementation: str,
+           bias_BxNxTxS=None, scale: float | None = None):
+  """softmax(scale * q k^T + bias, masked) v with the implementation named by the config."""
+  H = q_BxTxNxH.shape[-1]
+  scale = H ** -0.5 if scale is None else scale
+  impl = choose_implementation(implementation, mask, bias_BxNxTxS is not None,
+                               q_BxTxNxH.dtype)
+  if impl == 'blockwise':
+    return blockwise_causal_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask, scale)
+  T, S = q_BxTxNxH.shape[1], k_BxSxKxH.shape[1]
+  if impl == 'cudnn' and mask.prefix_len_B is None:
+    # cuDNN skips the masked upper triangle itself; the rest goes in densely.
+    dense, is_causal = mask.dense_extras(T, S), mask.causal
+  else:
+    dense, is_causal = mask.dense(T, S), False
+  return jax.nn.dot_product_attention(
+      q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, bias=bias_BxNxTxS, mask=dense, scale=scale,
+      is_causal=is_causal, implementation=impl)
+
+
+class Attention(nn.Module):
+  """Attention of x's queries over kv's keys/values (kv = x: self-attention).
+
+  `cfg` needs d_model, num_heads, num_kv_heads, head_dim, use_bias, init_std,
+  dtype/param_dtype (jnp_dtype, jnp_param_dtype), dropout, attention,
+  position and rope_theta. `scale` None means 1/sqrt(head_dim) (T5: 1.0).
+  """
+  cfg: object
   out_std: float
+  scale: float | None = None
 
   @nn.compact
-  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL, deterministic: bool):
+  def __call__(self, x_BxTxD, mask: AttentionMask, positions_BxT=None, kv_BxSxD=None,
+               kv_positions_BxS=None, bias_BxNxTxS=None, deterministic: bool = True):
     cfg = self.cfg
-
+    self_attention = kv_BxSxD is None
+    kv_BxSxD = x_BxTxD if self_attention else kv_BxSxD
     bias_ndim = 2 if cfg.use_bias else 0
 
-    def project(heads, axes, name):
+    def project(x, heads, axes, name):
       return EinsumDense('bld,dnh->blnh', (cfg.d_model, heads, cfg.head_dim),
-                         ('embed',) + axes, bias_ndim, cfg.init_std, cfg,
-                         name=name)(x_BxLxD)
+                         ('embed',) + axes, bias_ndim, cfg.init_std, cfg, name=name)(x)
 
-    q_BxLxNxH = project(cfg.num_heads, ('heads', 'head_dim'), 'query')
-    k_BxLxKxH = project(cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'key')
-    v_BxLxKxH = project(cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'value')
-    if cfg.position == 'rope':
-      q_BxLxNxH = apply_rope(q_BxLxNxH, positions_BxL, cfg.rope_theta)
-      k_BxLxKxH = apply_rope(k_BxLxKxH, positions_BxL, cfg.rope_theta)
+    q_BxTxNxH = project(x_BxTxD, cfg.num_heads, ('heads', 'head_dim'), 'query')
+    k_BxSxKxH = project(kv_BxSxD, cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'key')
+    v_BxSxKxH = project(kv_BxSxD, cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'value')
+    if cfg.position == 'rope' and self_attention:
+      kv_positions_BxS = positions_BxT if kv_positions_BxS is None else kv_positions_BxS
+      q_BxTxNxH = apply_rope(q_BxTxNxH, positions_BxT, cfg.rope_theta)
+      k_BxSxKxH = apply_rope(k_BxSxKxH, kv_positions_BxS, cfg.rope_theta)
     heads = ('batch', 'length', 'act_heads', None)
     # Under sequence parallelism queries stay split along length while keys
     # and values are gathered whole (`act_kv_length` is never split).
     kv_heads = ('batch', 'act_kv_length', 'act_heads', None)
-    q_BxLxNxH = nn.with_logical_constraint(q_BxLxNxH, heads)
-    k_BxLxKxH = nn.with_logical_constraint(k_BxLxKxH, kv_heads)
-    v_BxLxKxH = nn.with_logical_constraint(v_BxLxKxH, kv_heads)
+    q_BxTxNxH = nn.with_logical_constraint(q_BxTxNxH, heads)
+    k_BxSxKxH = nn.with_logical_constraint(k_BxSxKxH, kv_heads)
+    v_BxSxKxH = nn.with_logical_constraint(v_BxSxKxH, kv_heads)
 
-    impl = _implementation(cfg.attention)
-    if impl == 'cudnn' and (mask_Bx1xLxL is not None
-                            or cfg.jnp_dtype == jnp.float32):
-      impl = None  # cuDNN flash wants bf16/fp16 and no dense mask: let JAX pick.
-    if impl == 'blockwise' and not cfg.causal:
-      impl = 'xla'  # nothing to skip without the causal mask
-    if impl == 'blockwise':
-      out_BxLxNxH = blockwise_causal_attention(q_BxLxNxH, k_BxLxKxH, v_BxLxKxH,
-                                               mask_Bx1xLxL)
-    else:
-      out_BxLxNxH = jax.nn.dot_product_attention(
-          q_BxLxNxH, k_BxLxKxH, v_BxLxKxH, mask=mask_Bx1xLxL,
-          is_causal=cfg.causal, implementation=impl)
-    out_BxLxNxH = nn.with_logical_constraint(out_BxLxNxH, heads)
-    out_BxLxD = EinsumDense(
+    out_BxTxNxH = attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask,
+                         implementation=cfg.attention, bias_BxNxTxS=bias_BxNxTxS,
+                         scale=self.scale)
+    out_BxTxNxH = nn.with_logical_constraint(out_BxTxNxH, heads)
+    out_BxTxD = EinsumDense(
         'blnh,nhd->bld', (cfg.num_heads, cfg.head_dim, cfg.d_model),
         ('heads', 'head_dim', 'embed'), bias_ndim // 2, self.out_std, cfg,
-        name='out')(out_BxLxNxH)
-    return nn.Dropout(cfg.dropout)(out_BxLxD, deterministic=deterministic)
+        name='out')(out_BxTxNxH)
+    return nn.Dropout(cfg.dropout)(out_BxTxD, deterministic=deterministic)

@@ -11,7 +11,7 @@ _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class TransformerConfig:
   """Everything a Transformer language model needs to build its params."""
   vocab_size: int            # real vocabulary (tokenizer ids)
   padded_vocab_size: int     # embedding rows, >= vocab_size (shardable)
@@ -55,14 +55,14 @@ class ModelConfig:
     return self.padded_vocab_size * self.d_model + positions + head
 
 
-def model_config_from(model_cfg: ml_collections.ConfigDict, vocab_size: int,
+def transformer_config_from(model_cfg: ml_collections.ConfigDict, vocab_size: int,
                       mesh_cfg: ml_collections.ConfigDict | None = None
-                      ) -> ModelConfig:
+                      ) -> TransformerConfig:
   """Builds the dataclass from the `model` config section and the tokenizer
   (and the `mesh` section's pipeline stages, when given)."""
   vocab = model_cfg.vocab_size or vocab_size
   stages = mesh_cfg.stage if mesh_cfg is not None else 1
-  return ModelConfig(
+  return TransformerConfig(
       vocab_size=vocab,
       padded_vocab_size=derived.padded_vocab_size(vocab, model_cfg.vocab_multiple),
       num_layers=model_cfg.num_layers,

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lm_jax.models.config import ModelConfig
+from lm_jax.models.config import TransformerConfig
 
 
 def dense_init(std: float, axes: tuple[str, ...]):
@@ -19,7 +19,7 @@ def zeros_init(axes: tuple[str, ...]):
 
 class Norm(nn.Module):
   """LayerNorm (GPT) or RMSNorm (Llama), computed in float32."""
-  cfg: ModelConfig
+  cfg: TransformerConfig
 
   @nn.compact
   def __call__(self, x_BxLxD):
@@ -37,7 +37,7 @@ class Norm(nn.Module):
 
 class Mlp(nn.Module):
   """GELU MLP (GPT-2) or SwiGLU MLP (Llama); hidden dims split over `mlp`."""
-  cfg: ModelConfig
+  cfg: TransformerConfig
   out_std: float
 
   @nn.compact
@@ -112,7 +112,7 @@ class EinsumDense(nn.Module):
   kernel_axes: tuple[str, ...]
   bias_ndim: int       # trailing kernel dims that carry a bias (0: no bias)
   std: float
-  cfg: ModelConfig
+  cfg: TransformerConfig
 
   @nn.compact
   def __call__(self, x):

@@ -13,10 +13,11 @@ takes microbatches + stages - 1 iterations, stages - 1 of them partly idle.
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lm_jax.models.config import ModelConfig
+from lm_jax.models.config import TransformerConfig
 
 BUFFER_AXES = ('stage', 'batch', 'length', 'act_embed')
 MICRO_AXES = (None, 'batch', 'length', 'act_embed')
@@ -55,12 +56,12 @@ def _rotate_right(x_Sx):
 
 class _Stage(nn.Module):
   """One stage: its layers_per_stage blocks in sequence (nn.scan)."""
-  cfg: ModelConfig
+  cfg: TransformerConfig
   deterministic: bool
   block: Any  # a (carry, x) -> (carry, None) block class, as nn.scan wants
 
   @nn.compact
-  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+  def __call__(self, x_BxLxD, positions_BxL, mask):
     cfg = self.cfg
     x_BxLxD, _ = nn.scan(
         self.block, variable_axes={'params': 0},
@@ -69,7 +70,7 @@ class _Stage(nn.Module):
         length=cfg.num_layers // cfg.num_stages,
         metadata_params={nn.PARTITION_NAME: 'layers'},
     )(cfg, self.deterministic, name='layers')(x_BxLxD, positions_BxL,
-                                                mask_Bx1xLxL)
+                                                mask)
     return x_BxLxD
 
 
@@ -90,7 +91,7 @@ def _iteration(pipeline, carry, t, inputs):
   # Idle stages compute on finite filler (zeros or a repeat) whose outputs
   # are never read, so they add nothing to the loss or the gradients.
   valid_S = jnp.maximum(micro_S, 0)
-  mask_Sx = None if mask_Mx is None else mask_Mx[valid_S]
+  mask_Sx = jax.tree.map(lambda m: m[valid_S], mask_Mx)
   state_SxmBxLxD = pipeline.stages(state_SxmBxLxD, positions_MxmBxL[valid_S],
                                    mask_Sx)
   state_SxmBxLxD = nn.with_logical_constraint(state_SxmBxLxD, BUFFER_AXES)
@@ -99,7 +100,7 @@ def _iteration(pipeline, carry, t, inputs):
 
 class Pipeline(nn.Module):
   """x [B, L, D] -> the blocks' output [B, L, D], computed as a pipeline."""
-  cfg: ModelConfig
+  cfg: TransformerConfig
   deterministic: bool
   block: Any
 
@@ -113,7 +114,7 @@ class Pipeline(nn.Module):
         metadata_params={nn.PARTITION_NAME: 'stage'},
     )(self.cfg, self.deterministic, self.block)
 
-  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+  def __call__(self, x_BxLxD, positions_BxL, mask):
     cfg = self.cfg
     num_stages, num_micro = cfg.num_stages, cfg.pipeline_microbatches
     if x_BxLxD.shape[0] % num_micro:
@@ -121,8 +122,8 @@ class Pipeline(nn.Module):
                        f'{num_micro} pipeline microbatches')
     x_MxmBxLxD = nn.with_logical_constraint(
         split_microbatches(x_BxLxD, num_micro), MICRO_AXES)
-    mask_Mx = (None if mask_Bx1xLxL is None
-               else split_microbatches(mask_Bx1xLxL, num_micro))
+    # Every array of the mask (segment ids, ...) is split like the batch.
+    mask_Mx = jax.tree.map(lambda m: split_microbatches(m, num_micro), mask)
     inputs = (x_MxmBxLxD, split_microbatches(positions_BxL, num_micro), mask_Mx)
 
     schedule_TxS = gpipe_schedule(num_stages, num_micro)

@@ -19,9 +19,10 @@ def make_mesh(mesh_shape: dict[str, int], devices=None) -> Mesh:
 
 
 def batch_sharding(mesh: Mesh, rules) -> NamedSharding:
-  """How a [B, L] batch is laid out: B over the batch axes of the rules."""
+  """How every batch array ([B], [B, L], ...) is laid out: B over the batch axes of
+  the rules, the other dims whole."""
   batch_axes = dict(rules)['batch']
-  return NamedSharding(mesh, PartitionSpec(batch_axes, None))
+  return NamedSharding(mesh, PartitionSpec(batch_axes))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -97,7 +97,15 @@ def plan_command(config: ml_collections.ConfigDict, rest: list[str]) -> int:
   from lm_jax.plan import report, search
   from lm_jax.plan.candidate import plan_of_config
   from lm_jax.plan.shapes import model_facts, vocab_size_of
+  from lm_jax.models.registry import all_families, get_family
 
+  family = get_family(config.model.family)
+  if not family.planner:
+    raise ConfigError(
+        f'lm-jax plan models the memory and step time of the families '
+        f'{", ".join(f.name for f in all_families() if f.planner)}; config.model.family={family.name!r} is '
+        'not modelled. Its FLOPs per token and parameter count are known (the train loop '
+        'logs MFU); try meshes with `lm-jax train` and look at perf/compile_s and memory')
   spec = device_spec(args)
   vocab = vocab_size_of(config, args.vocab_size)
   name = config.logging.run_dir.rstrip('/').split('/')[-1]

@@ -1,6 +1,6 @@
 """Step time of a plan: matmul FLOPs over the peak, plus collectives over each axis' bandwidth.
 
-Compute: lm_jax/metrics/flops.py's counts with the plan's remat recompute
+Compute: lm_jax/models/decoder/flops.py's counts with the plan's remat recompute
 (and the full L x L scores where dense XLA attention computes them), split
 over the devices that share the work, at `efficiency` x the device's peak.
 
@@ -25,7 +25,7 @@ reduce-scatter of X bytes moves (n-1)/n X per device, an all-reduce twice that):
 
 import dataclasses
 
-from lm_jax.metrics import flops
+from lm_jax.models.decoder import flops
 from lm_jax.plan.candidate import Plan
 from lm_jax.plan.interconnect import DeviceSpec, axis_bandwidth
 from lm_jax.plan.memory import attention_kind, pipelined, tokens_per_device

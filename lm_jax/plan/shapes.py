@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from lm_jax.errors import ConfigError
-from lm_jax.metrics import flops
+from lm_jax.models.decoder import flops
 from lm_jax.models import build_model
-from lm_jax.models.config import ModelConfig
+from lm_jax.models.config import TransformerConfig
 
 TOKENIZER_VOCAB_SIZE = {'byte': 256}
 DTYPE_BYTES = {'float32': 4, 'bfloat16': 2}
@@ -41,7 +41,7 @@ class ParamLeaf:
 @dataclasses.dataclass(frozen=True)
 class ModelFacts:
   """Model config, parameter leaves and the batch geometry of one config."""
-  cfg: ModelConfig
+  cfg: TransformerConfig
   leaves: tuple[ParamLeaf, ...]
   seq_len: int
   global_batch: int

@@ -6,44 +6,21 @@ allocated, and returns `compiled.memory_analysis()`'s sizes. On a sharded
 program these are the sizes on one device.
 """
 
-import functools
-
 import flax.linen as nn
 import jax
-import numpy as np
 
-from lm_jax.config.validate import resolve_mesh_shape, validate
-from lm_jax.models import build_model
-from lm_jax.parallel.mesh import batch_sharding, make_mesh, replicated
-from lm_jax.parallel.rules import rules_for_mesh
-from lm_jax.train.losses import cross_entropy_sums
-from lm_jax.train.optimizer import make_optimizer
-from lm_jax.train.state import abstract_train_state, state_shardings
+from lm_jax.build import build
+from lm_jax.config.validate import resolve_mesh_shape
 from lm_jax.train.step import jit_train_step
 
 
 def compiled_train_step(config, vocab_size: int, devices=None):
   """The compiled (not run) train step of `config` on `devices` (default: all)."""
-  devices = jax.devices() if devices is None else devices
-  validate(config, device_count=len(devices))
-  mesh_shape = resolve_mesh_shape(config.mesh, len(devices))
-  mesh = make_mesh(mesh_shape, devices)
-  rules = rules_for_mesh(mesh_shape, config.mesh.rules)
-  model, _ = build_model(config.model, vocab_size, config.mesh)
-  tx, schedule = make_optimizer(config.optimizer, config.train.steps)
-  B, L = config.train.global_batch_size, config.data.seq_len
-  example_BxL = np.zeros((B, L), np.int32)
-  shardings = state_shardings(model, tx, example_BxL, mesh, rules)
-  state = abstract_train_state(model, tx, example_BxL, shardings)
-  batch_spec = batch_sharding(mesh, rules)
-  batch = {name: jax.ShapeDtypeStruct((B, L), dtype, sharding=batch_spec)
-           for name, dtype in (('inputs', np.int32), ('targets', np.int32),
-                               ('weights', np.float32))}
-  loss_fn = functools.partial(cross_entropy_sums, z_loss=config.train.z_loss)
-  step = jit_train_step(loss_fn, config.train.microbatches, schedule, shardings,
-                        batch_spec, replicated(mesh))
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    return step.lower(state, batch).compile()
+  built = build(config, vocab_size, devices)
+  step = jit_train_step(built.objective, config.train.microbatches, built.schedule,
+                        built.state_shardings, built.batch_sharding, built.replicated)
+  with jax.set_mesh(built.mesh), nn.logical_axis_rules(built.rules):
+    return step.lower(built.abstract_state(), built.abstract_batch()).compile()
 
 
 def xla_memory_bytes(config, vocab_size: int, devices=None) -> dict[str, int]:

@@ -2,7 +2,8 @@
 
 It pulls batches from an iterator whose position it checkpoints, and calls a
 jitted step it got from step.py; it knows neither the model family nor how
-batches are made.
+batches are made. Evaluation is a callback it is given (lm_jax/cli.py makes
+it from lm_jax/evaluate.py).
 """
 
 import contextlib
@@ -12,20 +13,18 @@ import os
 import signal
 import time
 
+from typing import Callable
+
 import flax.linen as nn
 import jax
-import ml_collections
 
 from lm_jax.checkpoint import Checkpointer, check_resumable
-from lm_jax.evaluate import make_evaluator
-from lm_jax.metrics.flops import flops_per_token, mfu
+from lm_jax.metrics.flops import mfu
 from lm_jax.metrics.hardware import peak_flops_per_device
 from lm_jax.metrics.progress import ProgressBar
 from lm_jax.metrics.writers import MetricsWriter
 from lm_jax.models.pipeline import bubble_fraction
-from lm_jax.train.losses import cross_entropy_sums
-from lm_jax.train.setup import Run, build_run
-from lm_jax.train.state import create_train_state
+from lm_jax.run import Run
 from lm_jax.train.step import jit_train_step
 
 
@@ -54,38 +53,31 @@ class _StopRequest:
         signal.signal(s, h)
 
 
-def _loss_fn(config):
-  z_loss = config.train.z_loss
-  return lambda logits, batch: cross_entropy_sums(logits, batch, z_loss)
-
-
 def _initial_state(run: Run, ckpt: Checkpointer):
   """Restores the latest checkpoint (and data position) or creates a new state."""
   if ckpt.latest_step() is not None:
     check_resumable(ckpt.saved_config(), run.config)
-    state = ckpt.restore(run.abstract_state(), run.data.train_iter)
+    state = ckpt.restore(run.built.abstract_state(), run.data.train_iter)
     logging.info('resumed from step %d in %s', int(state.step), ckpt.directory)
     return state
-  state, _ = create_train_state(
-      run.model, run.tx, jax.random.PRNGKey(run.config.train.seed),
-      run.example_inputs_BxL, run.mesh, run.rules)
-  return state
+  return run.built.init_state()
 
 
-def train(config: ml_collections.ConfigDict) -> dict[str, float]:
-  """Trains to config.train.steps (resuming if the run dir has checkpoints);
-  returns the last logged train metrics and the final eval metrics."""
-  run = build_run(config)
-  cfg = run.config
+def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
+  """Trains to config.train.steps (resuming if the run dir has checkpoints),
+  calling evaluate(state) -> metrics every train.eval_every steps; returns the
+  last logged train metrics and the final eval metrics."""
+  cfg, built = run.config, run.built
   is_primary = jax.process_index() == 0
   os.makedirs(cfg.logging.run_dir, exist_ok=True)
   ckpt = Checkpointer(cfg.logging.run_dir, cfg.checkpoint)
   state = _initial_state(run, ckpt)
   start_step = int(jax.device_get(state.step))
 
-  step_fn = jit_train_step(_loss_fn(cfg), cfg.train.microbatches, run.schedule,
-                           run.state_shardings, run.batch_sharding, run.replicated)
-  evaluate = make_evaluator(run) if cfg.train.eval_every else None
+  step_fn = jit_train_step(built.objective, cfg.train.microbatches, built.schedule,
+                           built.state_shardings, built.batch_sharding, built.replicated)
+  if not cfg.train.eval_every:
+    evaluate = None
   # A resumed run drops what a crashed run logged after its checkpoint.
   writer = MetricsWriter(cfg.logging.run_dir, is_primary=is_primary,
                          tensorboard=cfg.logging.tensorboard,
@@ -96,7 +88,7 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
                          enabled=cfg.logging.progress and is_primary)
   tokens_per_step = cfg.train.global_batch_size * cfg.data.seq_len
   # Model FLOPs (MFU), not hardware FLOPs: remat recompute is not counted.
-  train_flops = flops_per_token(run.model_cfg, cfg.data.seq_len)['train']
+  train_flops = built.family.flops_per_token(built.model_cfg, cfg.data.seq_len)['train']
   peak = peak_flops_per_device(jax.devices()[0], cfg.model.dtype,
                                cfg.logging.peak_flops_per_device) * jax.device_count()
   last_train, last_eval, last_saved = {}, {}, None
@@ -118,7 +110,7 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
 
   stop = _StopRequest()
   window_start, window_steps = time.perf_counter(), 0
-  with stop.installed(), jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
+  with stop.installed(), jax.set_mesh(built.mesh), nn.logical_axis_rules(built.rules):
     for step in range(start_step, cfg.train.steps):
       batch = run.global_batch(next(run.data.train_iter))
       if step == start_step:
@@ -150,7 +142,7 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
         check_finite(last_train, done)
         progress.update(done, last_train['loss'], last_train.get('tokens_per_s'))
         window_start, window_steps = time.perf_counter(), 0
-      if cfg.train.eval_every and (done % cfg.train.eval_every == 0 or is_last):
+      if evaluate and (done % cfg.train.eval_every == 0 or is_last):
         last_eval = evaluate(state)
         writer.write(done, last_eval, prefix='eval')
         window_start, window_steps = time.perf_counter(), 0

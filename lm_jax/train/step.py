@@ -1,46 +1,37 @@
-"""Jitted train and eval steps. They know `apply_fn` and a loss, not the model."""
+"""The jitted train step. It knows `apply_fn` and an objective, not the model or the loss."""
 
 import functools
-from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from lm_jax.objectives import Objective, mean_metrics
 from lm_jax.train.state import TrainState
 
-# loss_fn(logits, batch) -> (objective_sum, aux sums incl. 'weight_sum').
-LossFn = Callable
 
-
-def _model_inputs(batch):
-  names = {'positions': 'positions_BxL', 'segment_ids': 'segment_ids_BxL'}
-  extra = {arg: batch[key] for key, arg in names.items() if key in batch}
-  return batch['inputs'], extra
-
-
-def _split_microbatches(batch, num_micro: int):
+def split_microbatches(batch, num_micro: int):
   """[B, ...] -> [M, B/M, ...], microbatch m = rows m, m+M, ... so each one
   stays spread over every batch shard (no resharding)."""
   def split(x):
     x = x.reshape((x.shape[0] // num_micro, num_micro) + x.shape[1:])
     x = jnp.swapaxes(x, 0, 1)
-    return nn.with_logical_constraint(
-        x, (None, 'batch') + (None,) * (x.ndim - 2))
+    return nn.with_logical_constraint(x, (None, 'batch') + (None,) * (x.ndim - 2))
   return jax.tree.map(split, batch)
 
 
-def _grads_and_sums(state: TrainState, params, batch, rng, loss_fn, num_micro):
-  """Sum of gradients and loss sums over microbatches (scan, fp32 accumulators)."""
+def _grads_and_sums(state: TrainState, params, batch, rng, objective: Objective,
+                    num_micro: int):
+  """Sum of gradients and of the objective's sums over microbatches (scan, fp32)."""
 
-  def objective(p, micro, micro_rng):
-    inputs, extra = _model_inputs(micro)
-    logits = state.apply_fn({'params': p}, inputs, **extra, deterministic=False,
-                            rngs={'dropout': micro_rng})
-    return loss_fn(logits, micro)
+  def objective_sum(p, micro, micro_rng):
+    outputs = state.apply_fn({'params': p}, micro, deterministic=False,
+                             rngs={'dropout': micro_rng})
+    total, metric_sums, weight_sum = objective(outputs, micro)
+    return total, (metric_sums, weight_sum)
 
-  grad_fn = jax.grad(objective, has_aux=True)
+  grad_fn = jax.grad(objective_sum, has_aux=True)
   if num_micro == 1:
     return grad_fn(params, batch, rng)
 
@@ -52,7 +43,7 @@ def _grads_and_sums(state: TrainState, params, batch, rng, loss_fn, num_micro):
             jax.tree.map(jnp.add, aux_acc, aux)), None
 
   zeros_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-  micro_batches = _split_microbatches(batch, num_micro)
+  micro_batches = split_microbatches(batch, num_micro)
   first_aux = jax.eval_shape(grad_fn, params,
                              jax.tree.map(lambda x: x[0], micro_batches), rng)[1]
   zeros_aux = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), first_aux)
@@ -61,60 +52,40 @@ def _grads_and_sums(state: TrainState, params, batch, rng, loss_fn, num_micro):
   return grads, aux
 
 
-def mean_grads(state: TrainState, batch, *, loss_fn: LossFn, num_micro: int):
-  """Gradient of the mean token loss over the global batch, and the loss sums."""
+def mean_grads(state: TrainState, batch, *, objective: Objective, num_micro: int):
+  """Gradient of the objective's mean over the global batch, and the metric means."""
   step_rng = jax.random.fold_in(state.rng, state.step)
-  grads, aux = _grads_and_sums(state, state.params, batch, step_rng, loss_fn,
-                               num_micro)
-  # Divide once by the global token count: accumulation == the big batch.
-  num_tokens = jnp.maximum(aux['weight_sum'], 1.0)
-  grads = jax.tree.map(lambda g, p: (g / num_tokens).astype(p.dtype), grads,
-                       state.params)
-  return grads, aux
+  grads, (metric_sums, weight_sum) = _grads_and_sums(state, state.params, batch, step_rng,
+                                                     objective, num_micro)
+  # Divide once by the global weight: accumulation == the big batch.
+  grads = jax.tree.map(lambda g, p: (g / jnp.maximum(weight_sum, 1.0)).astype(p.dtype),
+                       grads, state.params)
+  return grads, mean_metrics(metric_sums, weight_sum), weight_sum
 
 
-def train_step(state: TrainState, batch, *, loss_fn: LossFn, num_micro: int,
+def train_step(state: TrainState, batch, *, objective: Objective, num_micro: int,
                schedule: optax.Schedule):
   """One optimizer update on the global batch."""
-  grads, aux = mean_grads(state, batch, loss_fn=loss_fn, num_micro=num_micro)
-  num_tokens = jnp.maximum(aux['weight_sum'], 1.0)
+  grads, metrics, weight_sum = mean_grads(state, batch, objective=objective,
+                                          num_micro=num_micro)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {
-      'loss': aux['loss_sum'] / num_tokens,
-      'log_z_squared': aux['z_loss_sum'] / num_tokens,  # what z_loss penalises
+      **metrics,
       'grad_norm': optax.tree.norm(grads),
       # Of the *updated* params: a finite value means the state is safe to save.
       'param_norm': optax.tree.norm(params),
       'lr': schedule(state.step),
-      'tokens': aux['weight_sum'],
+      'tokens': weight_sum,
   }
-  new_state = state.replace(step=state.step + 1, params=params,
-                            opt_state=opt_state)
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch, *, loss_fn: LossFn):
-  """Loss sums of one batch (deterministic); the caller divides after summing."""
-  inputs, extra = _model_inputs(batch)
-  logits = state.apply_fn({'params': state.params}, inputs, **extra,
-                          deterministic=True)
-  _, aux = loss_fn(logits, batch)
-  return {'loss_sum': aux['loss_sum'], 'weight_sum': aux['weight_sum']}
-
-
-def jit_train_step(loss_fn: LossFn, num_micro: int, schedule, state_shardings,
+def jit_train_step(objective: Objective, num_micro: int, schedule, state_shardings,
                    batch_sharding, metrics_sharding):
   """train_step under jax.jit with in/out shardings and the state donated."""
-  step = functools.partial(train_step, loss_fn=loss_fn, num_micro=num_micro,
+  step = functools.partial(train_step, objective=objective, num_micro=num_micro,
                            schedule=schedule)
   return jax.jit(step, in_shardings=(state_shardings, batch_sharding),
-                 out_shardings=(state_shardings, metrics_sharding),
-                 donate_argnums=0)
-
-
-def jit_eval_step(loss_fn: LossFn, state_shardings, batch_sharding,
-                  metrics_sharding):
-  return jax.jit(functools.partial(eval_step, loss_fn=loss_fn),
-                 in_shardings=(state_shardings, batch_sharding),
-                 out_shardings=metrics_sharding)
+                 out_shardings=(state_shardings, metrics_sharding), donate_argnums=0)

@@ -7,9 +7,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lm_jax.models.attention import SelfAttention, attention_mask
-from lm_jax.models.config import ModelConfig
+from lm_jax.models.attention import Attention
+from lm_jax.models.config import TransformerConfig
 from lm_jax.models.layers import Mlp, Norm, as_token_rows
+from lm_jax.models.masks import AttentionMask, causal_mask
 from lm_jax.models.pipeline import Pipeline
 
 # Named remat presets: which intermediates the backward pass may keep.
@@ -25,18 +26,18 @@ ACTIVATION_AXES = ('batch', 'length', 'act_embed')
 
 class DecoderBlock(nn.Module):
   """Pre-norm block: x + attn(norm(x)); x + mlp(norm(x))."""
-  cfg: ModelConfig
+  cfg: TransformerConfig
   deterministic: bool
 
   @nn.compact
-  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+  def __call__(self, x_BxLxD, positions_BxL, mask: AttentionMask):
     cfg = self.cfg
     # GPT-2's scaled init of the projections that write into the residual.
     out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
     x_BxLxD = nn.with_logical_constraint(x_BxLxD, ACTIVATION_AXES)
     h_BxLxD = Norm(cfg, name='attn_norm')(x_BxLxD)
-    x_BxLxD = x_BxLxD + SelfAttention(cfg, out_std, name='attn')(
-        h_BxLxD, positions_BxL, mask_Bx1xLxL, self.deterministic)
+    x_BxLxD = x_BxLxD + Attention(cfg, out_std, name='attn')(
+        h_BxLxD, mask, positions_BxL, deterministic=self.deterministic)
     h_BxLxD = Norm(cfg, name='mlp_norm')(x_BxLxD)
     x_BxLxD = x_BxLxD + Mlp(cfg, out_std, name='mlp')(h_BxLxD,
                                                       self.deterministic)
@@ -46,11 +47,11 @@ class DecoderBlock(nn.Module):
 class _ScannedBlock(DecoderBlock):
   """The (carry, x) -> (carry, y) signature nn.scan wants."""
 
-  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
-    return super().__call__(x_BxLxD, positions_BxL, mask_Bx1xLxL), None
+  def __call__(self, x_BxLxD, positions_BxL, mask):
+    return super().__call__(x_BxLxD, positions_BxL, mask), None
 
 
-def _block_class(cfg: ModelConfig):
+def _block_class(cfg: TransformerConfig):
   block = _ScannedBlock if cfg.scan_layers else DecoderBlock
   if cfg.remat != 'none':
     block = nn.remat(block, policy=REMAT_POLICIES[cfg.remat],
@@ -60,11 +61,11 @@ def _block_class(cfg: ModelConfig):
 
 class Decoder(nn.Module):
   """tokens [B, L] -> logits [B, L, V] (float32), causal by default."""
-  cfg: ModelConfig
+  cfg: TransformerConfig
 
   @nn.compact
   def __call__(self, inputs_BxL, positions_BxL=None, segment_ids_BxL=None,
-               padding_mask_BxL=None, deterministic: bool = True):
+               deterministic: bool = True):
     cfg = self.cfg
     if positions_BxL is None:
       positions_BxL = jnp.broadcast_to(jnp.arange(inputs_BxL.shape[1]),
@@ -84,25 +85,27 @@ class Decoder(nn.Module):
               nn.initializers.normal(cfg.init_std), ('positions', 'embed')),
           name='pos_embed')(positions_BxL)
     x_BxLxD = nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=deterministic)
-    mask_Bx1xLxL = attention_mask(segment_ids_BxL, padding_mask_BxL)
+    # Right padding needs no mask: a causal query never sees later (padded)
+    # keys, and padded targets carry weight 0. Packed documents need theirs.
+    mask = causal_mask(segment_ids_BxL)
 
     block = _block_class(cfg)
     if cfg.num_stages > 1:
       # Blocks in `stage` groups, microbatches on a GPipe schedule.
       scanned = _block_class(dataclasses.replace(cfg, scan_layers=True))
       x_BxLxD = Pipeline(cfg, deterministic, scanned, name='pipeline')(
-          x_BxLxD, positions_BxL, mask_Bx1xLxL)
+          x_BxLxD, positions_BxL, mask)
     elif cfg.scan_layers:
       x_BxLxD, _ = nn.scan(
           block, variable_axes={'params': 0}, split_rngs={'params': True,
                                                           'dropout': True},
           in_axes=(nn.broadcast, nn.broadcast), length=cfg.num_layers,
           metadata_params={nn.PARTITION_NAME: 'layers'},
-      )(cfg, deterministic, name='layers')(x_BxLxD, positions_BxL, mask_Bx1xLxL)
+      )(cfg, deterministic, name='layers')(x_BxLxD, positions_BxL, mask)
     else:
       for i in range(cfg.num_layers):
         x_BxLxD = block(cfg, deterministic, name=f'layer_{i}')(
-            x_BxLxD, positions_BxL, mask_Bx1xLxL)
+            x_BxLxD, positions_BxL, mask)
 
     x_BxLxD = Norm(cfg, name='final_norm')(x_BxLxD)
     # The logits matmul on [B * L, D] rows: see layers.matmul_2d for why.

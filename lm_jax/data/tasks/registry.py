@@ -1,0 +1,42 @@
+"""The task registry: `get_task(name)`."""
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+from lm_jax.errors import ConfigError
+
+# key -> (shape, numpy dtype) of one global batch.
+BatchSpec = dict[str, tuple[tuple[int, ...], Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A batch maker (see lm_jax/data/tasks/__init__.py)."""
+  name: str
+  description: str
+  # window_len(seq_len, data_cfg) -> raw tokens per row.
+  window_len: Callable[[int, Any], int]
+  # batch_spec(batch_size, seq_len, data_cfg) -> {key: (shape, dtype)}.
+  batch_spec: Callable[[int, int, Any], BatchSpec]
+  # make_batch(windows_BxW, row_ids_B, data_cfg) -> batch dict of NumPy arrays.
+  # row_ids are global (batch index, row) identities, for per-row seeds.
+  make_batch: Callable[[np.ndarray, np.ndarray, Any], dict]
+
+
+def _tasks() -> dict[str, Task]:
+  from lm_jax.data.tasks.lm import TASK as lm  # pylint: disable=g-import-not-at-top
+  return {t.name: t for t in (lm,)}
+
+
+TASK_NAMES = ('lm',)
+
+
+def get_task(name: str) -> Task:
+  """The task called `name`; ConfigError listing the tasks otherwise."""
+  tasks = _tasks()
+  if name not in tasks:
+    raise ConfigError(f'config.data.task={name!r} is not a task; choose one of '
+                      f'{", ".join(map(repr, tasks))}')
+  return tasks[name]

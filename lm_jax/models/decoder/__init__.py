@@ -1,0 +1,1 @@
+"""Decoder-only Transformer language models: GPT-2 and Llama styles by config."""

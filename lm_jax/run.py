@@ -1,0 +1,47 @@
+"""A run = what `build` makes from the config + its data (train, eval and the CLI share it)."""
+
+import dataclasses
+import logging
+
+import jax
+import ml_collections
+import numpy as np
+
+from lm_jax.build import Built, build
+from lm_jax.config.loader import ConfigError
+from lm_jax.config.validate import validate
+from lm_jax.data.pipeline import Data, build_data
+
+
+@dataclasses.dataclass
+class Run:
+  """The built pieces and the data of a run; the state is created or restored later."""
+  built: Built
+  data: Data
+
+  @property
+  def config(self) -> ml_collections.ConfigDict:
+    return self.built.config
+
+  def global_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """Process-local NumPy rows -> one global jax.Array per key, sharded by batch."""
+    return {k: jax.make_array_from_process_local_data(self.built.batch_sharding, v)
+            for k, v in local_batch.items()}
+
+
+def build_run(config: ml_collections.ConfigDict) -> Run:
+  """Validates, builds the data (its tokenizer fixes the vocabulary), then the rest."""
+  # Before any data is read or written: a bad config changes nothing on disk.
+  validate(config, device_count=jax.device_count(), process_count=jax.process_count())
+  try:
+    data = build_data(config.data,
+                      global_batch_size=config.train.global_batch_size,
+                      run_dir=config.logging.run_dir,
+                      process_index=jax.process_index(),
+                      process_count=jax.process_count())
+  except ValueError as e:  # bad source path, too little data: the user's to fix
+    raise ConfigError(f'config.data: {e}') from e
+  built = build(config, data.tokenizer.vocab_size)
+  logging.info('mesh %s, rules %s, family %s, task %s', built.mesh_shape,
+               config.mesh.rules, built.family.name, built.task.name)
+  return Run(built=built, data=data)
