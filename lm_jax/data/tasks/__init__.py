@@ -7,6 +7,6 @@ builder needs for init, shardings and ahead-of-time compilation. A family
 lists the tasks it trains on (lm_jax/models/registry.py).
 """
 
-from lm_jax.data.tasks.registry import TASK_NAMES, Task, get_task
+from lm_jax.data.tasks.registry import TASK_NAMES, Task, TaskContext, get_task
 
-__all__ = ['TASK_NAMES', 'Task', 'get_task']
+__all__ = ['TASK_NAMES', 'Task', 'TaskContext', 'get_task']

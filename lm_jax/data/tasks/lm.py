@@ -19,9 +19,9 @@ def batch_spec(batch_size: int, seq_len: int, data_cfg=None) -> dict:
           'weights': (shape, np.float32)}
 
 
-def make_batch(windows_BxW: np.ndarray, row_ids_B=None, data_cfg=None) -> dict:
+def make_batch(windows_BxW: np.ndarray, row_ids_B=None, ctx=None) -> dict:
   """Shifts each [L + 1] window into (inputs, targets); every target counts."""
-  del row_ids_B, data_cfg
+  del row_ids_B, ctx
   windows_BxW = np.asarray(windows_BxW, dtype=np.int32)
   return {'inputs': np.ascontiguousarray(windows_BxW[:, :-1]),
           'targets': np.ascontiguousarray(windows_BxW[:, 1:]),

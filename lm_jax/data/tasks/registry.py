@@ -12,6 +12,15 @@ BatchSpec = dict[str, tuple[tuple[int, ...], Any]]
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskContext:
+  """What make_batch may use besides the windows."""
+  data_cfg: Any                 # the config's `data` section
+  specials: dict[str, int]      # role -> id (lm_jax/data/special_tokens.py)
+  text_vocab_size: int          # ids [0, text_vocab_size) are text (e.g. MLM's random tokens)
+  seed: int = 0                 # data.seed: per-row randomness derives from it
+
+
+@dataclasses.dataclass(frozen=True)
 class Task:
   """A batch maker (see lm_jax/data/tasks/__init__.py)."""
   name: str
@@ -20,9 +29,12 @@ class Task:
   window_len: Callable[[int, Any], int]
   # batch_spec(batch_size, seq_len, data_cfg) -> {key: (shape, dtype)}.
   batch_spec: Callable[[int, int, Any], BatchSpec]
-  # make_batch(windows_BxW, row_ids_B, data_cfg) -> batch dict of NumPy arrays.
-  # row_ids are global (batch index, row) identities, for per-row seeds.
-  make_batch: Callable[[np.ndarray, np.ndarray, Any], dict]
+  # make_batch(windows_BxW, row_ids_B, ctx) -> batch dict of NumPy arrays.
+  # row_ids_B: each row's global identity (batch index * global batch + row),
+  # the same whatever the process count: per-row randomness is seeded by it.
+  make_batch: Callable[[np.ndarray, np.ndarray, TaskContext], dict]
+  # special_tokens(data_cfg) -> roles the batches contain (lm_jax/data/special_tokens.py).
+  special_tokens: Callable[[Any], tuple[str, ...]] = lambda data_cfg: ()
 
 
 def _tasks() -> dict[str, Task]:
