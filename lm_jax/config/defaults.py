@@ -46,7 +46,8 @@ def base_config() -> ml_collections.ConfigDict:
       tokenizer='byte',        # byte | char | bpe
       bpe_vocab_size=4096,
       seq_len=128,
-      val_fraction=0.1,        # the last fraction of the token stream is held out
+      val_fraction=0.1,        # validation: this fraction of the token stream, after the train part
+      test_fraction=0.05,      # test: the tail of the stream, after validation; never read in training
       seed=0,
       cache_dir='',            # '': <run_dir>/../.cache/tokens; tokenized corpora are memory-mapped from here
       prefetch=2,              # batches prefetched by a background thread (0: off)
@@ -101,6 +102,10 @@ def base_config() -> ml_collections.ConfigDict:
       every=500,               # save every N steps (0: only at the end)
       keep=3,                  # keep the last N checkpoints
       async_save=True,
+      # Resume on data other than the checkpoint's (corpus content, split, seq_len, batch,
+      # seed, max_bytes): keeps params, optimizer state and step; the data iterator
+      # restarts at batch 0. Off: such a resume is refused with the differences.
+      allow_new_data=False,
   ))
 
   c.logging = ml_collections.ConfigDict(dict(

@@ -48,6 +48,7 @@ FLOAT_RANGES = {
     'model.norm_eps': (0.0, None, False, None),
     'model.init_std': (0.0, None, False, None),
     'data.val_fraction': (0.0, 1.0, True, False),
+    'data.test_fraction': (0.0, 1.0, True, False),
     'optimizer.lr': (0.0, None, False, None),
     'optimizer.min_lr_ratio': (0.0, 1.0, True, True),
     'optimizer.b1': (0.0, 1.0, True, False),
@@ -197,6 +198,10 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
     _fail('model.vocab_size', m.vocab_size,
           f'smaller than the tokenizer\'s config.data.bpe_vocab_size={d.bpe_vocab_size}; '
           'use 0 to take the vocabulary size from the tokenizer')
+  if d.val_fraction + d.test_fraction >= 1.0:
+    _fail('data.test_fraction', d.test_fraction,
+          f'with config.data.val_fraction={d.val_fraction} nothing is left to train on; '
+          'val_fraction + test_fraction must be < 1')
   if d.tokenizer == 'bpe' and d.bpe_vocab_size < 1:
     _fail('data.bpe_vocab_size', d.bpe_vocab_size, 'must be a positive int with the bpe tokenizer')
 

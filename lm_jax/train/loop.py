@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from lm_jax.checkpoint import Checkpointer, check_resumable
+from lm_jax.checkpoint import Checkpointer, check_data_resumable, check_resumable
 from lm_jax.evaluate import make_evaluator
 from lm_jax.metrics.flops import flops_per_token, mfu
 from lm_jax.metrics.hardware import peak_flops_per_device
@@ -62,8 +62,12 @@ def _loss_fn(config):
 def _initial_state(run: Run, ckpt: Checkpointer):
   """Restores the latest checkpoint (and data position) or creates a new state."""
   if ckpt.latest_step() is not None:
-    check_resumable(ckpt.saved_config(), run.config)
-    state = ckpt.restore(run.abstract_state(), run.data.train_iter)
+    saved_config = ckpt.saved_config()
+    check_resumable(saved_config, run.config)
+    same_data = check_data_resumable(ckpt.saved_data_fingerprint(), saved_config,
+                                     run.data.fingerprint, run.config)
+    # New data (checkpoint.allow_new_data): the iterator stays at batch 0.
+    state = ckpt.restore(run.abstract_state(), run.data.train_iter if same_data else None)
     logging.info('resumed from step %d in %s', int(state.step), ckpt.directory)
     return state
   state, _ = create_train_state(
@@ -79,7 +83,7 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
   cfg = run.config
   is_primary = jax.process_index() == 0
   os.makedirs(cfg.logging.run_dir, exist_ok=True)
-  ckpt = Checkpointer(cfg.logging.run_dir, cfg.checkpoint)
+  ckpt = Checkpointer(cfg.logging.run_dir, cfg.checkpoint, run.data.fingerprint)
   state = _initial_state(run, ckpt)
   start_step = int(jax.device_get(state.step))
 

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 
+from lm_jax.checkpoint import has_checkpoint
 from lm_jax.config.loader import ConfigError
 from lm_jax.config.validate import resolve_mesh_shape, validate
 from lm_jax.data.pipeline import Data, build_data
@@ -63,7 +64,9 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
                       global_batch_size=config.train.global_batch_size,
                       run_dir=config.logging.run_dir,
                       process_index=jax.process_index(),
-                      process_count=jax.process_count())
+                      process_count=jax.process_count(),
+                      resuming=has_checkpoint(config.logging.run_dir),
+                      allow_new_data=config.checkpoint.allow_new_data)
   except ValueError as e:  # bad source path, too little data: the user's to fix
     raise ConfigError(f'config.data: {e}') from e
   model, model_cfg = build_model(config.model, data.tokenizer.vocab_size,
