@@ -111,7 +111,7 @@ class Checkpointer:
     return restored['config']
 
   def saved_data_fingerprint(self, step: int | None = None) -> dict[str, Any] | None:
-    """The data fingerprint saved with `step` (default: latest); None if it has none (older lm_jax)."""
+    """The data fingerprint saved with `step` (default: latest); None if it has none (old)."""
     step = self.latest_step() if step is None else step
     if not os.path.isdir(os.path.join(self.directory, str(step), FINGERPRINT_ITEM)):
       return None

@@ -1,4 +1,4 @@
-"""Data identity: the token cache is keyed by file content, and a stale run-dir tokenizer is replaced."""
+"""Data identity: the token cache is keyed by file content; a stale run tokenizer is replaced."""
 
 import hashlib
 import os

@@ -46,8 +46,8 @@ def base_config() -> ml_collections.ConfigDict:
       tokenizer='byte',        # byte | char | bpe
       bpe_vocab_size=4096,
       seq_len=128,
-      val_fraction=0.1,        # validation: this fraction of the token stream, after the train part
-      test_fraction=0.05,      # test: the tail of the stream, after validation; never read in training
+      val_fraction=0.1,        # validation: this fraction of the token stream, after train
+      test_fraction=0.05,      # test: the tail, after validation; never read in training
       seed=0,
       cache_dir='',            # '': <run_dir>/../.cache/tokens; tokenized corpora are memory-mapped from here
       prefetch=2,              # batches prefetched by a background thread (0: off)

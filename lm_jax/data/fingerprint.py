@@ -1,7 +1,7 @@
 """What identifies a run's data: file contents, the corpus, and the token stream + batch order.
 
   file_digests        sha256 of each file's bytes, memoised by stat in <cache_dir>/file-digests.json
-  corpus_fingerprint  the content of the corpus (file digests in order, max_bytes): keys the token cache
+  corpus_fingerprint  the corpus content (file digests in order, max_bytes): keys the token cache
   data_fingerprint    what a checkpoint's params and iterator position depend on: corpus content,
                       tokenizer, split rule and fractions, seq_len, global batch, seed, max_bytes
   differences         saved vs current data fingerprint, one line per difference
@@ -23,7 +23,9 @@ from absl import logging
 
 from lm_jax.data import sources
 
-_VERSION = 2           # 2: content digests (1 keyed corpora by path, size and mtime)
+# Bump when the cached token format or the tokenization rule changes (it keys the
+# token cache). 2: content digests; 1 keyed corpora by path, size and mtime.
+_VERSION = 2
 _MEMO_FILE = 'file-digests.json'
 # A digest taken within this long after the file's last change is not trusted
 # next time: a second write in the same timestamp tick would leave the stat
@@ -103,7 +105,7 @@ def file_digests(paths: list[str], memo_dir: str | None = None) -> list[str]:
 
 
 def corpus_fingerprint(files: list[str], max_bytes: int, memo_dir: str | None = None) -> dict:
-  """Returns what identifies the corpus text: the files' sizes and digests in order, and max_bytes."""
+  """Returns what identifies the corpus text: the files' sizes and digests in order, max_bytes."""
   digests = file_digests(files, memo_dir)
   return {'version': _VERSION, 'max_bytes': max_bytes,
           'files': [[os.path.getsize(p), d] for p, d in zip(files, digests)],
@@ -128,7 +130,7 @@ def data_fingerprint(data_cfg: Any, global_batch_size: int, tokenizer_identity: 
 
 
 def config_differences(saved_config: dict, current_config: dict) -> list[str]:
-  """Returns 'key: saved X, now Y' for the data keys of two configs (checkpoints without a fingerprint)."""
+  """Returns 'key: saved X, now Y' for the data keys of two configs (old checkpoints)."""
   def value(config, key):
     section, name = key.split('.')
     return config.get(section, {}).get(name, _LEGACY_VALUES.get(key))

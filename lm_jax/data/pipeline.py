@@ -54,7 +54,7 @@ class Windows:
 
 
 def split_bounds(num_tokens: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
-  """Returns (train_end, val_end): [0, train_end) trains, [train_end, val_end) validates, the rest tests."""
+  """Returns (train_end, val_end): [0, train_end) trains, then val up to val_end, then test."""
   if not 0.0 <= val_fraction < 1.0:  # 0: no validation split (evaluation off)
     raise ValueError(f'data.val_fraction must be in [0, 1); got {val_fraction}')
   if not 0.0 <= test_fraction < 1.0 - val_fraction:

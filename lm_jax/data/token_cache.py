@@ -85,7 +85,7 @@ def _save_to_temp(tokenizer: tokenizers.Tokenizer, origin: dict, parent: str) ->
 
 def save_tokenizer_atomic(tokenizer: tokenizers.Tokenizer, directory: str,
                           origin: dict) -> None:
-  """Saves `tokenizer` (and its origin) into `directory` unless it exists (a concurrent writer won)."""
+  """Saves `tokenizer` and its origin into `directory` unless it exists (another writer won)."""
   tmp = _save_to_temp(tokenizer, origin, os.path.dirname(os.path.abspath(directory)))
   try:
     os.replace(tmp, directory)  # fails if `directory` already exists, non-empty
