@@ -54,6 +54,8 @@ FLOAT_RANGES = {
     'optimizer.b2': (0.0, 1.0, True, False),
     'optimizer.eps': (0.0, None, False, None),
     'optimizer.weight_decay': (0.0, None, True, None),
+    'optimizer.l1': (0.0, None, True, None),
+    'optimizer.l2': (0.0, None, True, None),
     'optimizer.grad_clip': (0.0, None, True, None),
     'train.z_loss': (0.0, None, True, None),
     'logging.peak_flops_per_device': (0.0, None, True, None),

@@ -24,6 +24,7 @@ from lm_jax.metrics.progress import ProgressBar
 from lm_jax.metrics.writers import MetricsWriter
 from lm_jax.models.pipeline import bubble_fraction
 from lm_jax.train.losses import cross_entropy_sums
+from lm_jax.train.optimizer import weight_penalty
 from lm_jax.train.setup import Run, build_run
 from lm_jax.train.state import create_train_state
 from lm_jax.train.step import jit_train_step
@@ -84,7 +85,8 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
   start_step = int(jax.device_get(state.step))
 
   step_fn = jit_train_step(_loss_fn(cfg), cfg.train.microbatches, run.schedule,
-                           run.state_shardings, run.batch_sharding, run.replicated)
+                           run.state_shardings, run.batch_sharding, run.replicated,
+                           penalty_fn=weight_penalty(cfg.optimizer))
   evaluate = make_evaluator(run) if cfg.train.eval_every else None
   # A resumed run drops what a crashed run logged after its checkpoint.
   writer = MetricsWriter(cfg.logging.run_dir, is_primary=is_primary,
