@@ -14,7 +14,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict(dict(
       family='decoder',        # decoder (GPT/Llama); later: encoder, encdec, rnn
-      vocab_size=0,            # 0: taken from the tokenizer
+      vocab_size=0,            # 0: taken from the tokenizer (else at least its vocabulary)
       vocab_multiple=64,       # the embedding is padded up to a multiple of this
       num_layers=4,
       d_model=128,
