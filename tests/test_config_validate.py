@@ -110,6 +110,7 @@ FLOAT_CASES = [
     ('optimizer.b1', '1.0'), ('optimizer.b2', '-0.5'), ('optimizer.eps', '0'),
     ('optimizer.weight_decay', '-0.1'), ('optimizer.grad_clip', '-1'), ('train.z_loss', '-1'),
     ('logging.peak_flops_per_device', '-1'), ('optimizer.lr', 'nan'),
+    ('optimizer.l1', '-1e-3'), ('optimizer.l2', 'nan'),
 ]
 
 

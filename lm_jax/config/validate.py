@@ -55,6 +55,8 @@ FLOAT_RANGES = {
     'optimizer.b2': (0.0, 1.0, True, False),
     'optimizer.eps': (0.0, None, False, None),
     'optimizer.weight_decay': (0.0, None, True, None),
+    'optimizer.l1': (0.0, None, True, None),
+    'optimizer.l2': (0.0, None, True, None),
     'optimizer.grad_clip': (0.0, None, True, None),
     'train.z_loss': (0.0, None, True, None),
     'logging.peak_flops_per_device': (0.0, None, True, None),
@@ -272,6 +274,20 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
     _fail('model.d_model', m.d_model,
           f'not divisible by config.mesh.fsdp={shape["fsdp"]}: fsdp shards the embed dimension '
           'of the parameters over the fsdp devices')
+
+
+def check_vocab_size(model_cfg, tokenizer_kind: str, tokenizer_vocab_size: int) -> None:
+  """Raises ConfigError if model.vocab_size (when set) cannot embed every token id.
+
+  Only known once the data (and so the tokenizer) is built: build_run calls it.
+  """
+  size = model_cfg.vocab_size
+  if size and size < tokenizer_vocab_size:
+    _fail('model.vocab_size', size,
+          f'smaller than the {tokenizer_kind} tokenizer\'s vocabulary of '
+          f'{tokenizer_vocab_size} tokens (ids up to {tokenizer_vocab_size - 1} would '
+          f'index past the embedding); use config.model.vocab_size=0 to take it from the '
+          f'tokenizer, or at least {tokenizer_vocab_size}')
 
 
 def _check_pipeline(config, shape, micro: int, batch_parallel: int):

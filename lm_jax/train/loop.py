@@ -24,6 +24,7 @@ from lm_jax.metrics.progress import ProgressBar
 from lm_jax.metrics.writers import MetricsWriter
 from lm_jax.models.pipeline import bubble_fraction
 from lm_jax.train.losses import cross_entropy_sums
+from lm_jax.train.optimizer import weight_penalty
 from lm_jax.train.setup import Run, build_run
 from lm_jax.train.state import create_train_state
 from lm_jax.train.step import jit_train_step
@@ -59,6 +60,20 @@ def _loss_fn(config):
   return lambda logits, batch: cross_entropy_sums(logits, batch, z_loss)
 
 
+def _peak_flops_total(config, device) -> float | None:
+  """Peak FLOP/s of all devices, for MFU; None, with one warning, when the
+  peak of `device` (the kind every device is) is not known."""
+  per_device = peak_flops_per_device(device, config.model.dtype,
+                                     config.logging.peak_flops_per_device)
+  if per_device is None:
+    logging.warning(
+        'no peak FLOP/s known for device_kind %r: MFU is not logged. Set '
+        '--config.logging.peak_flops_per_device (FLOP/s) or add the device to '
+        'lm_jax/metrics/hardware.py PEAK_FLOPS', device.device_kind)
+    return None
+  return per_device * jax.device_count()
+
+
 def _initial_state(run: Run, ckpt: Checkpointer):
   """Restores the latest checkpoint (and data position) or creates a new state."""
   if ckpt.latest_step() is not None:
@@ -88,7 +103,8 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
   start_step = int(jax.device_get(state.step))
 
   step_fn = jit_train_step(_loss_fn(cfg), cfg.train.microbatches, run.schedule,
-                           run.state_shardings, run.batch_sharding, run.replicated)
+                           run.state_shardings, run.batch_sharding, run.replicated,
+                           penalty_fn=weight_penalty(cfg.optimizer))
   evaluate = make_evaluator(run) if cfg.train.eval_every else None
   # A resumed run drops what a crashed run logged after its checkpoint.
   writer = MetricsWriter(cfg.logging.run_dir, is_primary=is_primary,
@@ -101,8 +117,7 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
   tokens_per_step = cfg.train.global_batch_size * cfg.data.seq_len
   # Model FLOPs (MFU), not hardware FLOPs: remat recompute is not counted.
   train_flops = flops_per_token(run.model_cfg, cfg.data.seq_len)['train']
-  peak = peak_flops_per_device(jax.devices()[0], cfg.model.dtype,
-                               cfg.logging.peak_flops_per_device) * jax.device_count()
+  peak = _peak_flops_total(cfg, jax.devices()[0])
   last_train, last_eval, last_saved = {}, {}, None
 
   def save(state, force=False):
@@ -145,7 +160,8 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
           tokens_per_s = window_steps * tokens_per_step / elapsed
           last_train['tokens_per_s'] = tokens_per_s
           last_train['step_s'] = elapsed / window_steps
-          last_train['mfu'] = mfu(tokens_per_s, train_flops, peak)
+          if peak:  # unknown accelerator: no MFU (a NaN would stop the run)
+            last_train['mfu'] = mfu(tokens_per_s, train_flops, peak)
         last_train['perplexity'] = math.exp(min(last_train['loss'], 700.0))
         if cfg.mesh.stage > 1:  # idle share of the pipeline's stage-iterations
           last_train['pipeline_bubble'] = bubble_fraction(

@@ -13,7 +13,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from lm_jax.checkpoint import has_checkpoint
 from lm_jax.config.loader import ConfigError
-from lm_jax.config.validate import resolve_mesh_shape, validate
+from lm_jax.config.validate import check_vocab_size, resolve_mesh_shape, validate
 from lm_jax.data.pipeline import Data, build_data
 from lm_jax.models import build_model
 from lm_jax.models.config import ModelConfig
@@ -69,6 +69,7 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
                       allow_new_data=config.checkpoint.allow_new_data)
   except ValueError as e:  # bad source path, too little data: the user's to fix
     raise ConfigError(f'config.data: {e}') from e
+  check_vocab_size(config.model, data.tokenizer.kind, data.tokenizer.vocab_size)
   model, model_cfg = build_model(config.model, data.tokenizer.vocab_size,
                                  config.mesh)
   tx, schedule = make_optimizer(config.optimizer, config.train.steps)

@@ -12,6 +12,9 @@ from lm_jax.train.state import TrainState
 
 # loss_fn(logits, batch) -> (objective_sum, aux sums incl. 'weight_sum').
 LossFn = Callable
+# penalty_fn(params) -> (penalty, its gradient): a term of the objective that
+# depends on the params only (optimizer.l1 / l2), added to the *mean* loss.
+PenaltyFn = Callable
 
 
 def _model_inputs(batch):
@@ -74,10 +77,16 @@ def mean_grads(state: TrainState, batch, *, loss_fn: LossFn, num_micro: int):
 
 
 def train_step(state: TrainState, batch, *, loss_fn: LossFn, num_micro: int,
-               schedule: optax.Schedule):
+               schedule: optax.Schedule, penalty_fn: PenaltyFn | None = None):
   """One optimizer update on the global batch."""
   grads, aux = mean_grads(state, batch, loss_fn=loss_fn, num_micro=num_micro)
   num_tokens = jnp.maximum(aux['weight_sum'], 1.0)
+  extra = {}
+  if penalty_fn is not None:
+    # Once per step, outside the microbatch sums, so never divided by tokens.
+    penalty, penalty_grads = penalty_fn(state.params)
+    grads = jax.tree.map(jnp.add, grads, penalty_grads)
+    extra['penalty'] = penalty
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {
@@ -88,6 +97,7 @@ def train_step(state: TrainState, batch, *, loss_fn: LossFn, num_micro: int,
       'param_norm': optax.tree.norm(params),
       'lr': schedule(state.step),
       'tokens': aux['weight_sum'],
+      **extra,
   }
   new_state = state.replace(step=state.step + 1, params=params,
                             opt_state=opt_state)
@@ -104,10 +114,11 @@ def eval_step(state: TrainState, batch, *, loss_fn: LossFn):
 
 
 def jit_train_step(loss_fn: LossFn, num_micro: int, schedule, state_shardings,
-                   batch_sharding, metrics_sharding):
+                   batch_sharding, metrics_sharding,
+                   penalty_fn: PenaltyFn | None = None):
   """train_step under jax.jit with in/out shardings and the state donated."""
   step = functools.partial(train_step, loss_fn=loss_fn, num_micro=num_micro,
-                           schedule=schedule)
+                           schedule=schedule, penalty_fn=penalty_fn)
   return jax.jit(step, in_shardings=(state_shardings, batch_sharding),
                  out_shardings=(state_shardings, metrics_sharding),
                  donate_argnums=0)
