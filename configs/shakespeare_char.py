@@ -15,6 +15,7 @@ def get_config(arg=None):
   c.data.source = '../shared/data/tinyshakespeare.txt'
   c.data.tokenizer = 'char'         # 65 characters; padded to vocab_multiple 64 -> 128 rows
   c.data.max_bytes = 0              # the whole 1.1 MB corpus; val_fraction 0.1 = last 10%
+  c.data.test_fraction = 0.0        # nanoGPT's 90/10 train/val split: no test split
 
   # Model: 4 layers, 4 heads, d_model 128, context 64, no biases, tied, dropout 0
   # (the defaults give learned positions, layernorm, 4x gelu MLP, no bias, tied, dropout 0).

@@ -175,7 +175,7 @@ def run(config, steps: int, warmup: int, measure_peak: bool = False,
   fpt_noncausal = family.flops_per_token(noncausal_cfg, seq_len)
   peak_per_device = hardware.peak_flops_per_device(
       devices[0], config.model.dtype, config.logging.peak_flops_per_device)
-  peak_total = peak_per_device * len(devices)
+  peak_total = (peak_per_device or 0.0) * len(devices)  # 0: unknown, MFU NaN
   mem = memory_report(compiled)
   record = {
       'label': label,

@@ -1,6 +1,6 @@
-"""Orbax checkpoints of a run: train state, data iterator position and config.
+"""Orbax checkpoints of a run: train state, data iterator position, config, data fingerprint.
 
-Layout: <run_dir>/checkpoints/<step>/{state, data_iter, config}. In a
+Layout: <run_dir>/checkpoints/<step>/{state, data_iter, config, data_fingerprint}. In a
 multi-process run every process calls save and restore with the same
 directory: each writes its own shards of the state, process 0 alone writes the
 JSON items (data_iter: the global batch position; config), so a checkpoint
@@ -9,8 +9,13 @@ each step into a temporary directory and renames it when complete, so a crash
 mid-save leaves the previous step as the latest good checkpoint. Restoring
 takes abstract arrays carrying the *current* mesh's shardings, so a run saved
 on one mesh resumes on another.
+
+Before resuming, `check_resumable` refuses another model and
+`check_data_resumable` refuses other data (lm_jax/data/fingerprint.py: what the
+saved iterator position and the trained-on text depend on).
 """
 
+import logging
 import os
 from typing import Any
 
@@ -21,17 +26,30 @@ import orbax.checkpoint as ocp
 
 from lm_jax.config.loader import ConfigError
 from lm_jax.data import checkpointing as data_ckpt
+from lm_jax.data import fingerprint
 from lm_jax.models.registry import get_family
 
-# Data keys that fix the vocabulary (the embedding's shape).
-_SHAPE_DATA_KEYS = ('data.tokenizer', 'data.bpe_vocab_size', 'data.source')
+# Data keys that fix the vocabulary (the embedding's shape). data.source is
+# not among them: a resumed run keeps its saved tokenizer, and the corpus
+# content is check_data_resumable's to compare.
+_SHAPE_DATA_KEYS = ('data.tokenizer', 'data.bpe_vocab_size')
+FINGERPRINT_ITEM = 'data_fingerprint'
+ALLOW_NEW_DATA = '--config.checkpoint.allow_new_data=True'
+
+
+def has_checkpoint(run_dir: str) -> bool:
+  """Whether <run_dir>/checkpoints holds a finished step (Orbax names those by the step alone)."""
+  directory = os.path.join(run_dir, 'checkpoints')
+  return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
 
 
 class Checkpointer:
   """Saves and restores one run's checkpoints (all processes call every method)."""
 
-  def __init__(self, run_dir: str, ckpt_cfg: ml_collections.ConfigDict):
+  def __init__(self, run_dir: str, ckpt_cfg: ml_collections.ConfigDict,
+               data_fingerprint: dict | None = None):
     self.directory = os.path.join(os.path.abspath(run_dir), 'checkpoints')
+    self.data_fingerprint = data_fingerprint  # saved with every checkpoint, if given
     options = ocp.CheckpointManagerOptions(
         max_to_keep=ckpt_cfg.keep, create=True,
         enable_async_checkpointing=ckpt_cfg.async_save)
@@ -50,6 +68,8 @@ class Checkpointer:
              'config': ocp.args.JsonSave(config.to_dict())}
     if train_iter is not None:
       items['data_iter'] = data_ckpt.iterator_save_args(train_iter)
+    if self.data_fingerprint is not None:
+      items[FINGERPRINT_ITEM] = ocp.args.JsonSave(self.data_fingerprint)
     return self.manager.save(int(jax.device_get(state.step)),
                              args=ocp.args.Composite(**items), force=force)
 
@@ -77,6 +97,15 @@ class Checkpointer:
     restored = self.manager.restore(
         step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return restored['config']
+
+  def saved_data_fingerprint(self, step: int | None = None) -> dict[str, Any] | None:
+    """The data fingerprint saved with `step` (default: latest); None if it has none (old)."""
+    step = self.latest_step() if step is None else step
+    if not os.path.isdir(os.path.join(self.directory, str(step), FINGERPRINT_ITEM)):
+      return None
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(**{FINGERPRINT_ITEM: ocp.args.JsonRestore()}))
+    return restored[FINGERPRINT_ITEM]
 
   def wait(self):
     """Blocks until pending async saves are on disk."""
@@ -115,3 +144,44 @@ def check_resumable(saved: dict[str, Any], config: ml_collections.ConfigDict):
         'the run directory holds a checkpoint of a different model; resuming '
         'would not load. Differences:\n  ' + '\n  '.join(diffs) +
         '\nUse another --config.logging.run_dir, or the saved values.')
+
+
+def check_data_resumable(saved_fp: dict[str, Any] | None, saved_config: dict[str, Any],
+                         current_fp: dict[str, Any], config: ml_collections.ConfigDict) -> bool:
+  """Refuses (ConfigError) to resume on data unlike the checkpoint's, unless allowed.
+
+  Returns whether the saved data position applies (False: the data changed and
+  checkpoint.allow_new_data is set, so the iterator starts at batch 0).
+  """
+  if saved_fp is None:
+    # Written before fingerprints: the saved config shows the source, split,
+    # seq_len, batch, seed and max_bytes; the corpus content cannot be checked.
+    logging.warning('the checkpoint has no data fingerprint (older lm_jax): comparing the '
+                    'data config only; a changed corpus content goes unnoticed')
+    diffs = fingerprint.config_differences(saved_config, config.to_dict())
+  else:
+    diffs = _fingerprint_differences(saved_fp, current_fp)
+  if not diffs:
+    return True
+  listed = '\n  '.join(diffs)
+  if config.checkpoint.allow_new_data:
+    logging.warning('checkpoint.allow_new_data: the data differs from the checkpoint\'s; '
+                    'continuing with its params, optimizer state and step, the data '
+                    'iterator from batch 0. Differences:\n  %s', listed)
+    return False
+  raise ConfigError(
+      'the run directory holds a checkpoint trained on other data; resuming would read '
+      'other windows at the saved data position, and validation or test text may have '
+      f'been trained on. Differences:\n  {listed}\nUse the saved values or another '
+      f'--config.logging.run_dir; or pass {ALLOW_NEW_DATA} to continue the saved params '
+      'and optimizer state on the new data (its iterator starts at batch 0).')
+
+
+def _fingerprint_differences(saved_fp: dict[str, Any], current_fp: dict[str, Any]) -> list[str]:
+  """fingerprint.differences, refusing outright a tokenizer unlike the checkpoint's."""
+  if saved_fp.get('tokenizer') != current_fp['tokenizer']:
+    raise ConfigError(  # its ids would mean other text to the saved params; no switch helps
+        f'the run\'s tokenizer ({current_fp["tokenizer"]}) is not the one the checkpoint was '
+        f'trained with ({saved_fp.get("tokenizer")}); restore <run_dir>/tokenizer or use '
+        'another --config.logging.run_dir')
+  return fingerprint.differences(saved_fp, current_fp)

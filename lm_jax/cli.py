@@ -1,7 +1,7 @@
 """`lm-jax` command line: train | eval.
 
   lm-jax train --config configs/quickstart.py [--config.train.steps=100 ...]
-  lm-jax eval  --config configs/quickstart.py [--step N]
+  lm-jax eval  --config configs/quickstart.py [--step N] [--split val|test]
 
 User mistakes (config, data paths, incompatible checkpoints) print one
 message and exit 2; a diverged run exits 1 and keeps its last good checkpoint.
@@ -22,7 +22,8 @@ COMMANDS = ('train', 'eval', 'plan')
 USAGE = '''usage: lm-jax {train,eval,plan} --config CONFIG.py[:arg] [--config.a.b=value ...]
 
   train   train (or resume, if the run directory has checkpoints)
-  eval    evaluate a checkpoint on the validation split ([--step N], default latest)
+  eval    evaluate a checkpoint ([--step N], default latest) on the validation split,
+          or on the test split with --split test (never read during training)
   plan    choose mesh, remat and microbatches for --devices N --device KIND (no data needed)'''
 
 
@@ -42,13 +43,10 @@ def _train(config, rest):
   from lm_jax.metrics.hardware import tune_cpu_allocator
   tune_cpu_allocator()
   distributed.initialize(config.distributed)  # before anything touches a device
-  from lm_jax.evaluate import make_evaluator
-  from lm_jax.run import build_run
-  from lm_jax.train.loop import TrainingDiverged, train
-  run = build_run(config)
-  evaluate = make_evaluator(run) if config.train.eval_every else None
+  from lm_jax.launch import train
+  from lm_jax.train.loop import TrainingDiverged
   try:
-    result = train(run, evaluate)
+    result = train(config)
   except TrainingDiverged as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
@@ -58,12 +56,13 @@ def _train(config, rest):
 def _eval(config, rest):
   parser = argparse.ArgumentParser(prog='lm-jax eval', add_help=False)
   parser.add_argument('--step', type=int, default=None)
+  parser.add_argument('--split', default='val')
   args, unknown = parser.parse_known_args(rest)
   if unknown:
     raise ConfigError(f'unknown arguments for eval: {" ".join(unknown)}\n{USAGE}')
   distributed.initialize(config.distributed)
   from lm_jax.evaluate import evaluate_checkpoint
-  print(json.dumps(evaluate_checkpoint(config, args.step), indent=1,
+  print(json.dumps(evaluate_checkpoint(config, args.step, args.split), indent=1,
                    sort_keys=True))
 
 

@@ -1,4 +1,5 @@
-"""Held-out evaluation: the objective's metrics, perplexity and bits per byte.
+"""Held-out evaluation on the validation or test split: the objective's metrics,
+perplexity and bits per byte.
 
 Evaluation is a callback the training loop is given (lm_jax/cli.py wires
 them); this module does not import lm_jax.train, nor the reverse.
@@ -9,8 +10,12 @@ import math
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from lm_jax.objectives import Objective, mean_metrics
+
+SPLITS = ('val', 'test')  # val drives decisions during training; test reports the result
 
 
 def eval_step(params, batch, *, apply_fn, objective: Objective):
@@ -27,12 +32,28 @@ def jit_eval_step(built):
                  out_shardings=built.replicated)
 
 
-def make_evaluator(run):
+def target_bytes(batches: list[dict[str, jax.Array]], lengths_V: np.ndarray,
+                 out_sharding) -> int:
+  """UTF-8 bytes of the targets that count (weight > 0) in global `batches`, all processes' rows."""
+  lengths_V = jnp.asarray(lengths_V, jnp.int32)
+  # Special tokens (ids past the text vocabulary) have no bytes.
+  count = jax.jit(lambda t_BxL, w_BxL: jnp.sum(jnp.where(
+      (w_BxL > 0) & (t_BxL < lengths_V.shape[0]),
+      lengths_V[jnp.minimum(t_BxL, lengths_V.shape[0] - 1)], 0)), out_shardings=out_sharding)
+  # One int32 sum per batch (rows * length * the longest token's bytes fits),
+  # added up in Python; the result is replicated, so every process reads it.
+  return sum(int(count(b['targets'], b['weights'])) for b in batches)
+
+
+def make_evaluator(run, split: str = 'val'):
   """Returns evaluate(state) -> {'loss', 'perplexity', 'bits_per_byte', ...} on the
-  first `train.eval_batches` validation batches (the same ones every time)."""
+  first `train.eval_batches` batches of `split` (the same ones every time)."""
   built = run.built
   step = jit_eval_step(built)
-  batches = [run.global_batch(b) for b in run.data.val_batches(run.config.train.eval_batches)]
+  held_out = {'val': run.data.val_batches, 'test': run.data.test_batches}[split]
+  batches = [run.global_batch(b) for b in held_out(run.config.train.eval_batches)]
+  with jax.set_mesh(built.mesh):
+    byte_sum = target_bytes(batches, run.data.tokenizer.token_byte_lengths(), built.replicated)
 
   def evaluate(state) -> dict[str, float]:
     totals, weight = None, 0.0
@@ -41,25 +62,31 @@ def make_evaluator(run):
         sums, w = jax.device_get(step(state.params, batch))
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
         weight += float(w)
-    return eval_metrics(jax.tree.map(float, totals), weight, run.data.bytes_per_token)
+    return eval_metrics(jax.tree.map(float, totals), weight, byte_sum)
 
   return evaluate
 
 
-def eval_metrics(metric_sums: dict, weight_sum: float, bytes_per_token: float) -> dict:
-  """Means of the objective's sums, plus perplexity and bits per UTF-8 byte of the loss."""
+def eval_metrics(metric_sums: dict, weight_sum: float, byte_sum: int) -> dict[str, float]:
+  """Means of the objective's sums, perplexity, and bits per UTF-8 byte of the evaluated targets."""
   metrics = {k: float(v) for k, v in mean_metrics(metric_sums, weight_sum).items()}
   loss = metrics['loss']
   metrics['perplexity'] = math.exp(min(loss, 700.0))
-  metrics['bits_per_byte'] = loss / math.log(2) / bytes_per_token
+  metrics['bits_per_byte'] = loss * max(weight_sum, 1.0) / math.log(2) / max(byte_sum, 1)
   return metrics
 
 
-def evaluate_checkpoint(config, step: int | None = None) -> dict[str, float]:
-  """Restores a run's checkpoint (latest, or `step`) and evaluates it."""
-  from lm_jax.checkpoint import Checkpointer, check_resumable  # pylint: disable=g-import-not-at-top
-  from lm_jax.config.loader import ConfigError  # pylint: disable=g-import-not-at-top
-  from lm_jax.run import build_run  # pylint: disable=g-import-not-at-top
+def evaluate_checkpoint(config, step: int | None = None, split: str = 'val') -> dict[str, float]:
+  """Restores a run's checkpoint (latest, or `step`) and evaluates it on `split`."""
+  # pylint: disable=g-import-not-at-top
+  from lm_jax.checkpoint import Checkpointer, check_data_resumable, check_resumable
+  from lm_jax.config.loader import ConfigError
+  from lm_jax.run import build_run
+  if split not in SPLITS:
+    raise ConfigError(f'--split {split}: expected one of {", ".join(SPLITS)}')
+  if config.data[f'{split}_fraction'] == 0:
+    raise ConfigError(f'--split {split}: config.data.{split}_fraction=0, so the run has no '
+                      f'{split} split; evaluate another split or set data.{split}_fraction')
   run = build_run(config)
   ckpt = Checkpointer(config.logging.run_dir, config.checkpoint)
   if ckpt.latest_step() is None:
@@ -69,8 +96,12 @@ def evaluate_checkpoint(config, step: int | None = None) -> dict[str, float]:
   if step not in ckpt.all_steps():
     raise ConfigError(f'--step {step}: no such checkpoint in {ckpt.directory}; '
                       f'saved steps: {ckpt.all_steps()}')
-  check_resumable(ckpt.saved_config(step), config)
+  saved_config = ckpt.saved_config(step)
+  check_resumable(saved_config, config)
+  # Other data than the checkpoint's could put trained-on text in the held-out split.
+  check_data_resumable(ckpt.saved_data_fingerprint(step), saved_config,
+                       run.data.fingerprint, config)
   state = ckpt.restore(run.built.abstract_state(), None, step=step)
-  metrics = make_evaluator(run)(state)
+  metrics = make_evaluator(run, split)(state)
   ckpt.close()
-  return {'step': step, **metrics}
+  return {'step': step, 'split': split, **metrics}

@@ -8,8 +8,9 @@ import ml_collections
 import numpy as np
 
 from lm_jax.build import Built, build
+from lm_jax.checkpoint import has_checkpoint
 from lm_jax.config.loader import ConfigError
-from lm_jax.config.validate import validate
+from lm_jax.config.validate import check_vocab_size, validate
 from lm_jax.data.pipeline import Data, build_data
 
 
@@ -38,9 +39,12 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
                       global_batch_size=config.train.global_batch_size,
                       run_dir=config.logging.run_dir,
                       process_index=jax.process_index(),
-                      process_count=jax.process_count())
+                      process_count=jax.process_count(),
+                      resuming=has_checkpoint(config.logging.run_dir),
+                      allow_new_data=config.checkpoint.allow_new_data)
   except ValueError as e:  # bad source path, too little data: the user's to fix
     raise ConfigError(f'config.data: {e}') from e
+  check_vocab_size(config.model, data.tokenizer.kind, data.tokenizer.vocab_size)
   built = build(config, data.tokenizer.vocab_size)
   logging.info('mesh %s, rules %s, family %s, task %s', built.mesh_shape,
                config.mesh.rules, built.family.name, built.task.name)

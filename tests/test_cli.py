@@ -53,6 +53,18 @@ def test_eval_command_reproduces_the_loops_final_evaluation(trained_run):
                       rel_tol=1e-6)
 
 
+def test_eval_command_takes_the_test_split(trained_run):
+  run_dir, flags = trained_run
+  done = run_cli('eval', '--config', QUICK, *flags, '--split', 'test')
+  assert done.returncode == 0, done.stderr
+  import json
+  result = json.loads(done.stdout)
+  assert (result['split'], result['step']) == ('test', STEPS)
+  assert result['loss'] < math.log(256) - 1.0  # the trained model, on held-out text
+  bad = run_cli('eval', '--config', QUICK, *flags, '--split', 'train')
+  assert bad.returncode == 2 and 'expected one of val, test' in bad.stderr
+
+
 def test_resume_with_a_different_model_is_refused_and_keeps_checkpoints(trained_run):
   run_dir, flags = trained_run
   before = sorted(os.listdir(os.path.join(run_dir, 'checkpoints')))

@@ -6,6 +6,7 @@ import pytest
 from lm_jax.config import (base_config, load_config,
                            validate)
 from lm_jax.config import derived
+from lm_jax.data.pipeline import split_bounds
 from tests.config_fixtures import (CONFIGS, DEVICE_COUNTS, ROOT)
 
 
@@ -40,6 +41,9 @@ def test_shakespeare_char_matches_readme_recipe():
   assert c.data.source == '../shared/data/tinyshakespeare.txt'
   assert c.data.tokenizer == 'char'
   assert c.data.val_fraction == 0.1          # 90% / 10% train/val split
+  assert c.data.test_fraction == 0.0         # and no test split
+  n = 1_115_394  # characters of tinyshakespeare; nanoGPT trains on data[:int(n * 0.9)]
+  assert split_bounds(n, c.data.val_fraction, c.data.test_fraction) == (int(n * 0.9), n)
   assert c.model.num_layers == 4
   assert c.model.num_heads == 4
   assert c.model.d_model == 128

@@ -105,10 +105,12 @@ def test_non_negative_ints(key):
 FLOAT_CASES = [
     ('model.dropout', '1.0'), ('model.dropout', '-0.1'), ('model.rope_theta', '0'),
     ('model.norm_eps', '0'), ('model.init_std', '-1'), ('data.val_fraction', '1.0'),
-    ('data.val_fraction', '-0.1'), ('optimizer.lr', '0'), ('optimizer.min_lr_ratio', '1.5'),
+    ('data.val_fraction', '-0.1'), ('data.test_fraction', '1.0'),
+    ('data.test_fraction', '-0.05'), ('optimizer.lr', '0'), ('optimizer.min_lr_ratio', '1.5'),
     ('optimizer.b1', '1.0'), ('optimizer.b2', '-0.5'), ('optimizer.eps', '0'),
     ('optimizer.weight_decay', '-0.1'), ('optimizer.grad_clip', '-1'), ('objective.z_loss', '-1'),
     ('logging.peak_flops_per_device', '-1'), ('optimizer.lr', 'nan'),
+    ('optimizer.l1', '-1e-3'), ('optimizer.l2', 'nan'),
 ]
 
 
@@ -155,6 +157,9 @@ RULE_CASES = {
                      ['config.train.global_batch_size=16', 'microbatches=3']),
     'eval_without_val': (['data.val_fraction=0'], 1,
                          ['config.train.eval_every=200', 'val_fraction=0']),
+    'no_train_split': (['data.val_fraction=0.5', 'data.test_fraction=0.5'], 1,
+                       ['config.data.test_fraction=0.5', 'val_fraction=0.5',
+                        'val_fraction + test_fraction must be < 1']),
     'batch_parallel': (['train.global_batch_size=12'], 8,
                        ['config.train.global_batch_size=12', 'data*fsdp', '= 8']),
     'batch_parallel_micro': (['train.global_batch_size=16', 'train.microbatches=4'], 8,

@@ -1,4 +1,4 @@
-"""Token cache: hits skip tokenizing, memmap, invalidation, resumed runs, bytes per token."""
+"""Token cache: hits skip tokenizing, memmap, invalidation, resumed runs keep their tokenizer."""
 
 import os
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lm_jax.config.defaults import base_config
+from lm_jax.data import fingerprint
 from lm_jax.data import pipeline
 from lm_jax.data import sources
 from lm_jax.data import token_cache
@@ -46,7 +47,7 @@ def test_cache_hit_does_not_retokenize_and_is_memmapped(tmp_path, monkeypatch):
   assert second.tokens_path == first.tokens_path
   tokens_T = np.load(second.tokens_path, mmap_mode='r')
   assert isinstance(tokens_T, np.memmap) and tokens_T.dtype == np.uint16
-  fp = token_cache.corpus_fingerprint([str(tmp_path / 'corpus.txt')], 0)
+  fp = fingerprint.corpus_fingerprint([str(tmp_path / 'corpus.txt')], 0)
   cached = token_cache.cached_tokens(str(tmp_path / 'runs' / '.cache' / 'tokens'),
                                      tokenizers.ByteTokenizer(), fp, _fail)
   assert isinstance(cached, np.memmap)
@@ -63,7 +64,7 @@ def test_changed_corpus_or_max_bytes_retokenizes(tmp_path):
   cfg.max_bytes = 0
   c = pipeline.build_data(cfg, global_batch_size=8, run_dir=str(tmp_path / 'c'))
   assert len({a.tokens_path, b.tokens_path, c.tokens_path}) == 3
-  assert b.train_tokens + b.val_tokens == 30_000
+  assert b.train_tokens + b.val_tokens + b.test_tokens == 30_000
   assert sorted(f for f in os.listdir(cache) if f.endswith('.npy')) == sorted(
       os.path.basename(d.tokens_path) for d in (a, b, c))
   assert not [f for f in os.listdir(cache) if f.startswith('.tmp')]  # atomic writes
@@ -83,13 +84,18 @@ def test_trained_tokenizer_is_cached_and_kept_by_resumed_runs(tmp_path, monkeypa
   other = pipeline.build_data(cfg, global_batch_size=8, run_dir=str(tmp_path / 'runs' / 'b'))
   assert other.tokenizer.identity() == first.tokenizer.identity()
 
-  # A resumed run loads run_dir/tokenizer even with a different corpus.
+  # A resumed run (its run dir has a checkpoint) refuses a changed corpus, or
+  # keeps its tokenizer on it when allowed.
   make_corpus(tmp_path / 'corpus.txt', seed=1)
-  resumed = pipeline.build_data(cfg, global_batch_size=8, run_dir=run)
+  with pytest.raises(ValueError, match='checkpoint.allow_new_data=True'):
+    pipeline.build_data(cfg, global_batch_size=8, run_dir=run, resuming=True)
+  resumed = pipeline.build_data(cfg, global_batch_size=8, run_dir=run, resuming=True,
+                                allow_new_data=True)
   assert resumed.tokenizer.identity() == first.tokenizer.identity()
   cfg.tokenizer = 'byte'
   with pytest.raises(ValueError, match='resumed run must keep its tokenizer'):
-    pipeline.build_data(cfg, global_batch_size=8, run_dir=run)
+    pipeline.build_data(cfg, global_batch_size=8, run_dir=run, resuming=True,
+                        allow_new_data=True)
 
 
 class _BigVocab(tokenizers.ByteTokenizer):
@@ -102,26 +108,6 @@ class _BigVocab(tokenizers.ByteTokenizer):
 def test_large_vocab_is_stored_as_uint32(tmp_path):
   path = tmp_path / 'c.txt'
   path.write_text('abc')
-  fp = token_cache.corpus_fingerprint([str(path)], 0)
+  fp = fingerprint.corpus_fingerprint([str(path)], 0)
   tokens_T = token_cache.cached_tokens(str(tmp_path), _BigVocab(), fp, lambda: 'abc')
   assert tokens_T.dtype == np.uint32 and list(tokens_T) == [97, 98, 99]
-
-
-@pytest.mark.parametrize('kind', ['byte', 'char', 'bpe'])
-def test_bytes_per_token(tmp_path, kind):
-  text = make_corpus(tmp_path / 'corpus.txt')
-  cfg = data_cfg(tmp_path / 'corpus.txt', tokenizer=kind)
-  data = pipeline.build_data(cfg, global_batch_size=8, run_dir=str(tmp_path / 'run'))
-  tokens_T = np.load(data.tokens_path, mmap_mode='r')
-  n_train = data.train_tokens
-  assert n_train == int(len(tokens_T) * 0.9) and data.val_tokens == len(tokens_T) - n_train
-  train_bytes = data.train_bytes_per_token * data.train_tokens
-  val_bytes = data.bytes_per_token * data.val_tokens
-  assert round(train_bytes + val_bytes) == len(text.encode('utf-8'))
-  if kind != 'bpe':  # char/byte splits decode to whole characters (bpe may cut one)
-    val_text = data.tokenizer.decode(tokens_T[n_train:])
-    assert data.bytes_per_token == pytest.approx(len(val_text.encode('utf-8')) / data.val_tokens)
-  if kind == 'byte':
-    assert data.bytes_per_token == 1.0
-  if kind == 'char':
-    assert data.bytes_per_token > 1.0  # é, ß and 🐍 are multi-byte

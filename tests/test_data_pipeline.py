@@ -144,7 +144,8 @@ def test_build_data_split_and_shapes(tmp_path):
   text = ''.join(rng.choice(list('abcdefghijklmnopqrstuvwxyz'), size=5000))
   (tmp_path / 'c.txt').write_text(text)
   cfg = base_config().data
-  cfg.update(source=str(tmp_path / 'c.txt'), tokenizer='byte', seq_len=L, val_fraction=0.2)
+  cfg.update(source=str(tmp_path / 'c.txt'), tokenizer='byte', seq_len=L, val_fraction=0.2,
+             test_fraction=0.0)
   data = pipeline.build_data(cfg, global_batch_size=8, run_dir=str(tmp_path / 'run'),
                              process_index=1, process_count=2)
   assert (data.train_tokens, data.val_tokens) == (4000, 1000)
@@ -166,11 +167,12 @@ def test_build_data_split_and_shapes(tmp_path):
 def test_no_validation_split(tmp_path):
   (tmp_path / 'c.txt').write_text('abcdefgh' * 200)
   cfg = base_config().data
-  cfg.update(source=str(tmp_path / 'c.txt'), tokenizer='byte', seq_len=L, val_fraction=0.0)
+  cfg.update(source=str(tmp_path / 'c.txt'), tokenizer='byte', seq_len=L, val_fraction=0.0,
+             test_fraction=0.0)
   data = pipeline.build_data(cfg, global_batch_size=8, run_dir=str(tmp_path / 'run'))
-  assert (data.train_tokens, data.val_tokens, data.bytes_per_token) == (1600, 0, 1.0)
+  assert (data.train_tokens, data.val_tokens, data.test_tokens) == (1600, 0, 0)
   assert next(data.train_iter)['inputs'].shape == (8, L)
   with pytest.raises(ValueError, match='validation split has 0 windows'):
     data.val_batches(1)
   with pytest.raises(ValueError, match=r'val_fraction must be in \[0, 1\)'):
-    pipeline.split_point(10, 1.0)
+    pipeline.split_bounds(10, 1.0, 0.0)

@@ -1,7 +1,8 @@
 """Gradient accumulation: one train_step with the global batch split into
 microbatches makes the same update as the whole batch at once, and both match
 references: the loss of a NumPy forward pass averaged over the global batch's
-weighted tokens, and the gradient of a hand-written global mean objective.
+weighted tokens, and the gradient of a hand-written global mean objective (plus, with optimizer.l1 /
+l2, a NumPy penalty on the hand-listed params of tests/decay_paths.py).
 
 SGD is the optimizer here on purpose: with it the change of the params is
 -lr * gradient, so the gradient is checked exactly (Adam's first step is close
@@ -16,13 +17,16 @@ import numpy as np
 import optax
 import pytest
 
+from lm_jax.config.defaults import base_config
 from lm_jax.models import build_model
 from lm_jax.parallel.mesh import batch_sharding, make_mesh, replicated
 from lm_jax.parallel.rules import rules_for_mesh
 from lm_jax.models.registry import get_family, model_fns
 from lm_jax.objectives.cross_entropy import CrossEntropy
+from lm_jax.train.optimizer import weight_penalty
 from lm_jax.train.state import state_shardings
 from lm_jax.train.step import jit_train_step
+from tests.decay_paths import decayed_paths, path_str
 from tests.numpy_reference import np_decoder
 from tests.sharded_setup import (BATCH, SEQ, VOCAB, place_batch, random_batch,
                                  sharded_state, tiny_model_cfg)
@@ -60,7 +64,7 @@ def _initial_state(style):
 
 
 @functools.cache
-def _train_step(style, mesh_shape, num_micro):
+def _train_step(style, mesh_shape, num_micro, l1=0.0, l2=0.0):
   """(params before, params after, metrics) of one jit_train_step on _batch()."""
   mesh_shape = dict(mesh_shape)
   devices = jax.devices()[:int(np.prod(list(mesh_shape.values())))]
@@ -72,9 +76,12 @@ def _train_step(style, mesh_shape, num_micro):
   # The same values, with this run's (static) apply_fn and tx.
   state = jax.device_put(
       _initial_state(style).replace(apply_fn=fns.apply, tx=tx), shardings)
+  opt_cfg = base_config().optimizer
+  opt_cfg.update(l1=l1, l2=l2)
   step = jit_train_step(CrossEntropy(vocab_size=VOCAB, z_loss=Z_LOSS), num_micro,
                         optax.constant_schedule(LR),
-                        shardings, batch_sharding(mesh, rules), replicated(mesh))
+                        shardings, batch_sharding(mesh, rules), replicated(mesh),
+                        penalty_fn=weight_penalty(opt_cfg))
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     batch = place_batch(_batch(), mesh, rules)
     state, metrics = step.lower(state, batch).compile(FAST_COMPILE)(state, batch)
@@ -174,3 +181,41 @@ def test_sharded_microbatches_equal_single_device():
   _assert_same_update(p0, p1_sharded, jax.tree.map(np.subtract, p1, p0),
                       rtol=2e-4)
   _check_metrics('llama', p1_sharded, m_sharded)
+
+
+L1, L2 = 2e-3, 5e-2
+
+
+def _numpy_penalty(style, params):
+  """(l1 * sum|w| + l2 / 2 * sum w^2, its gradient), over the hand-listed
+  kernels and embeddings only, in float64."""
+  decayed = decayed_paths(style, 'unrolled')
+  value, grads = 0.0, {}
+  for path, w in jax.tree_util.tree_leaves_with_path(params):
+    w = np.asarray(w, np.float64)
+    on = path_str(path) in decayed
+    value += (L1 * np.abs(w).sum() + 0.5 * L2 * (w ** 2).sum()) if on else 0.0
+    grads[path_str(path)] = (L1 * np.sign(w) + L2 * w) if on else np.zeros_like(w)
+  return value, grads
+
+
+@pytest.mark.parametrize('num_micro', [1, 4])
+def test_l1_l2_penalty_matches_numpy(num_micro):
+  """The penalty joins the *mean* token loss once per step: not divided by the
+  73 tokens, not once per microbatch (either would change the update)."""
+  params0, params1, metrics = _train_step('gpt', SINGLE, num_micro, L1, L2)
+  _check_metrics('gpt', params1, metrics)  # the loss itself stays the token mean
+  value, penalty_grads = _numpy_penalty('gpt', params0)
+  np.testing.assert_allclose(metrics['penalty'], value, rtol=1e-5)
+  grads = jax.tree_util.tree_map_with_path(
+      lambda path, g: np.asarray(g, np.float64) + penalty_grads[path_str(path)],
+      _reference_grads('gpt'))
+  _assert_same_update(params0, params1, jax.tree.map(lambda g: -LR * g, grads),
+                      rtol=1e-4)
+  grad_norm = np.sqrt(sum(np.sum(g ** 2) for g in jax.tree.leaves(grads)))
+  np.testing.assert_allclose(metrics['grad_norm'], grad_norm, rtol=1e-5)
+
+
+def test_no_penalty_metric_when_off():
+  *_, metrics = _train_step('gpt', SINGLE, 1)
+  assert 'penalty' not in metrics

@@ -14,7 +14,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict(dict(
       family='decoder',        # a family of lm_jax/models/registry.py: decoder (GPT/Llama)
-      vocab_size=0,            # 0: taken from the tokenizer
+      vocab_size=0,            # 0: taken from the tokenizer (else at least its vocabulary)
       vocab_multiple=64,       # the embedding is padded up to a multiple of this
       num_layers=4,
       d_model=128,
@@ -47,7 +47,8 @@ def base_config() -> ml_collections.ConfigDict:
       tokenizer='byte',        # byte | char | bpe
       bpe_vocab_size=4096,
       seq_len=128,
-      val_fraction=0.1,        # the last fraction of the token stream is held out
+      val_fraction=0.1,        # validation: this fraction of the token stream, after train
+      test_fraction=0.05,      # test: the tail, after validation; never read in training
       seed=0,
       cache_dir='',            # '': <run_dir>/../.cache/tokens; tokenized corpora are memory-mapped from here
       prefetch=2,              # batches prefetched by a background thread (0: off)
@@ -56,14 +57,23 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw',
       lr=1e-3,
+      # nanoGPT's get_lr, t = 0-based update: lr * (t + 1) / (warmup_steps + 1)
+      # for t < warmup_steps (so the first update is not lr 0), then from lr to
+      # lr * min_lr_ratio at decay_steps (cosine or linear; constant stays at lr).
       schedule='cosine',       # cosine | linear | constant
       warmup_steps=100,
       min_lr_ratio=0.1,        # final lr = lr * min_lr_ratio (cosine, linear)
-      decay_steps=0,           # 0: train.steps
+      decay_steps=0,           # update where the decay ends (0: train.steps)
       b1=0.9,
       b2=0.95,
       eps=1e-8,
-      weight_decay=0.1,        # applied to matrices (ndim >= 2) only
+      # Decoupled (AdamW) decay of kernels and embeddings; never of biases or
+      # norm scales/biases, whatever their rank (optimizer.py DECAYED_LEAVES).
+      weight_decay=0.1,
+      # Penalties added to the mean token loss, on the same params as weight
+      # decay: + l1 * sum|w| + l2 / 2 * sum w^2 (logged as train/penalty).
+      l1=0.0,
+      l2=0.0,
       grad_clip=1.0,           # global-norm clip (0: off)
   ))
 
@@ -107,6 +117,10 @@ def base_config() -> ml_collections.ConfigDict:
       every=500,               # save every N steps (0: only at the end)
       keep=3,                  # keep the last N checkpoints
       async_save=True,
+      # Resume on data other than the checkpoint's (corpus content, split, seq_len, batch,
+      # seed, max_bytes): keeps params, optimizer state and step; the data iterator
+      # restarts at batch 0. Off: such a resume is refused with the differences.
+      allow_new_data=False,
   ))
 
   c.logging = ml_collections.ConfigDict(dict(

@@ -46,12 +46,15 @@ FLOAT_RANGES = {
     'model.norm_eps': (0.0, None, False, None),
     'model.init_std': (0.0, None, False, None),
     'data.val_fraction': (0.0, 1.0, True, False),
+    'data.test_fraction': (0.0, 1.0, True, False),
     'optimizer.lr': (0.0, None, False, None),
     'optimizer.min_lr_ratio': (0.0, 1.0, True, True),
     'optimizer.b1': (0.0, 1.0, True, False),
     'optimizer.b2': (0.0, 1.0, True, False),
     'optimizer.eps': (0.0, None, False, None),
     'optimizer.weight_decay': (0.0, None, True, None),
+    'optimizer.l1': (0.0, None, True, None),
+    'optimizer.l2': (0.0, None, True, None),
     'optimizer.grad_clip': (0.0, None, True, None),
     'objective.z_loss': (0.0, None, True, None),
     'objective.label_smoothing': (0.0, 1.0, True, False),
@@ -174,6 +177,10 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
     _fail('model.vocab_size', m.vocab_size,
           f'smaller than the tokenizer\'s config.data.bpe_vocab_size={d.bpe_vocab_size}; '
           'use 0 to take the vocabulary size from the tokenizer')
+  if d.val_fraction + d.test_fraction >= 1.0:
+    _fail('data.test_fraction', d.test_fraction,
+          f'with config.data.val_fraction={d.val_fraction} nothing is left to train on; '
+          'val_fraction + test_fraction must be < 1')
   if d.tokenizer == 'bpe' and d.bpe_vocab_size < 1:
     _fail('data.bpe_vocab_size', d.bpe_vocab_size, 'must be a positive int with the bpe tokenizer')
 
@@ -246,3 +253,17 @@ def _check_family(config):
             f'config.model.family={family.name!r} does not use it; leave it at its '
             f'default {schema[key]!r}')
   return family
+
+
+def check_vocab_size(model_cfg, tokenizer_kind: str, tokenizer_vocab_size: int) -> None:
+  """Raises ConfigError if model.vocab_size (when set) cannot embed every token id.
+
+  Only known once the data (and so the tokenizer) is built: build_run calls it.
+  """
+  size = model_cfg.vocab_size
+  if size and size < tokenizer_vocab_size:
+    _fail('model.vocab_size', size,
+          f'smaller than the {tokenizer_kind} tokenizer\'s vocabulary of '
+          f'{tokenizer_vocab_size} tokens (ids up to {tokenizer_vocab_size - 1} would '
+          f'index past the embedding); use config.model.vocab_size=0 to take it from the '
+          f'tokenizer, or at least {tokenizer_vocab_size}')

@@ -1,8 +1,12 @@
 """The input pipeline: corpus -> cached tokens -> packed windows -> grain batches.
 
-Split (nanoGPT's rule): the first (1 - val_fraction) of the token stream
-trains, the tail validates. Packing: each split is cut into non-overlapping
-windows of seq_len + 1 tokens; inputs = w[:-1], targets = w[1:].
+Split: the token stream is cut into three contiguous parts, in order: train,
+validation (val_fraction of the stream) and test (test_fraction, the tail).
+With test_fraction 0 this is nanoGPT's rule (the first 90% train, the last 10%
+validate). Validation drives decisions during training; training never reads
+the test part, which only `lm-jax eval --split test` does. Packing: each split
+is cut into non-overlapping windows of seq_len + 1 tokens; inputs = w[:-1],
+targets = w[1:].
 
 Train order: grain shuffles window indices (a fresh permutation every epoch)
 and batches `global_batch_size` of them; process p of P reads only rows
@@ -14,7 +18,6 @@ processes is meaningful with any other P.
 
 import dataclasses
 import functools
-import math
 import os
 from typing import Any, Callable
 
@@ -22,6 +25,8 @@ from absl import logging
 import grain
 import numpy as np
 
+from lm_jax.data import fingerprint
+from lm_jax.data import run_tokenizer
 from lm_jax.data import sources
 from lm_jax.data import token_cache
 from lm_jax.data import tokenizers
@@ -48,11 +53,16 @@ class Windows:
     return np.asarray(self.tokens_T[start:start + self.window], dtype=np.int32)
 
 
-def split_point(num_tokens: int, val_fraction: float) -> int:
-  """Returns n_train: tokens[:n_train] train, tokens[n_train:] validate."""
+def split_bounds(num_tokens: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+  """Returns (train_end, val_end): [0, train_end) trains, then val up to val_end, then test."""
   if not 0.0 <= val_fraction < 1.0:  # 0: no validation split (evaluation off)
     raise ValueError(f'data.val_fraction must be in [0, 1); got {val_fraction}')
-  return int(num_tokens * (1.0 - val_fraction))
+  if not 0.0 <= test_fraction < 1.0 - val_fraction:
+    raise ValueError(f'data.test_fraction must be in [0, 1 - data.val_fraction) = '
+                     f'[0, {1.0 - val_fraction:g}); got {test_fraction}')
+  # With test_fraction 0 these are nanoGPT's int(n * 0.9) and n.
+  return (int(num_tokens * (1.0 - val_fraction - test_fraction)),
+          int(num_tokens * (1.0 - test_fraction)))
 
 
 def _rows_to_batch(windows: list[np.ndarray], lo: int, hi: int) -> Batch:
@@ -115,21 +125,25 @@ def train_iterator(dataset: grain.MapDataset, prefetch: int) -> grain.DatasetIte
   return iter(dataset.to_iter_dataset(read_options))
 
 
+_SPLIT_NAMES = {'val': 'validation', 'test': 'test'}
+
+
 def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_batches: int,
-                process_index: int = 0, process_count: int = 1) -> list[Batch]:
-  """Returns the first min(num_batches, available) validation batches, in order."""
+                process_index: int = 0, process_count: int = 1,
+                split: str = 'val') -> list[Batch]:
+  """Returns the first min(num_batches, available) batches of a held-out split, in order."""
   lo, hi = _process_rows(global_batch_size, process_index, process_count)
   windows = Windows(tokens_T, seq_len)
   available = len(windows) // global_batch_size
   if available < 1:
     raise ValueError(
-        f'validation split has {len(windows)} windows of seq_len+1={seq_len + 1} tokens '
-        f'({len(tokens_T)} tokens), fewer than one global batch ({global_batch_size}); '
-        'use more data (data.max_bytes), a larger data.val_fraction, '
+        f'{_SPLIT_NAMES[split]} split has {len(windows)} windows of seq_len+1={seq_len + 1} '
+        f'tokens ({len(tokens_T)} tokens), fewer than one global batch ({global_batch_size}); '
+        f'use more data (data.max_bytes), a larger data.{split}_fraction, '
         'a smaller data.seq_len or batch size')
   if num_batches > available:
-    logging.warning('data: asked for %d validation batches, the split holds %d',
-                    num_batches, available)
+    logging.warning('data: asked for %d %s batches, the split holds %d',
+                    num_batches, _SPLIT_NAMES[split], available)
   batches = []
   for k in range(min(num_batches, available)):
     rows = [windows[k * global_batch_size + r] for r in range(lo, hi)]
@@ -142,11 +156,12 @@ class Data:
   """Everything the loop needs from the data side."""
   tokenizer: tokenizers.Tokenizer
   train_iter: grain.DatasetIterator      # yields process-local batches; get_state/set_state
-  val_batches: Callable[[int], list[Batch]]  # num_batches -> the first val batches
-  bytes_per_token: float                 # UTF-8 bytes per token of the val split (train if none)
+  val_batches: Callable[[int], list[Batch]]   # num_batches -> the first validation batches
+  test_batches: Callable[[int], list[Batch]]  # num_batches -> the first test batches
   train_tokens: int
   val_tokens: int
-  train_bytes_per_token: float = math.nan
+  test_tokens: int
+  fingerprint: dict                      # fingerprint.data_fingerprint: saved with checkpoints
   tokens_path: str = ''                  # the memory-mapped cache file
 
 
@@ -155,60 +170,52 @@ def default_cache_dir(run_dir: str) -> str:
   return os.path.join(os.path.dirname(os.path.abspath(run_dir)), '.cache', 'tokens')
 
 
-def _load_run_tokenizer(tokenizer_dir: str, kind: str) -> tokenizers.Tokenizer:
-  tokenizer = tokenizers.load_tokenizer(tokenizer_dir)
-  if tokenizer.kind != kind:
-    raise ValueError(f'{tokenizer_dir} holds a {tokenizer.kind!r} tokenizer but '
-                     f'data.tokenizer={kind!r}; a resumed run must keep its tokenizer')
-  return tokenizer
-
-
 def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str,
-               process_index: int = 0, process_count: int = 1) -> Data:
-  """Builds tokenizer, train iterator and validation batches from the `data` config."""
+               process_index: int = 0, process_count: int = 1,
+               resuming: bool = False, allow_new_data: bool = False) -> Data:
+  """Builds tokenizer, train iterator and held-out batches from the `data` config.
+
+  `resuming`: the run directory has a checkpoint, so its tokenizer is kept
+  (see run_tokenizer.py); `allow_new_data` lets it be kept for a changed corpus.
+  """
   cache_dir = data_cfg.cache_dir or default_cache_dir(run_dir)
   files = sources.corpus_files(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
-  fingerprint = token_cache.corpus_fingerprint(files, data_cfg.max_bytes)
+  corpus_fp = fingerprint.corpus_fingerprint(files, data_cfg.max_bytes, memo_dir=cache_dir)
 
   @functools.cache
   def read_text() -> str:  # read lazily: a warm cache never touches the corpus
     text, _ = sources.read_corpus(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
     return text
 
-  # A resumed run keeps the tokenizer it started with, whatever the cache holds.
-  tokenizer_dir = os.path.join(run_dir, 'tokenizer')
-  if os.path.exists(os.path.join(tokenizer_dir, tokenizers.META_FILE)):
-    tokenizer = _load_run_tokenizer(tokenizer_dir, data_cfg.tokenizer)
-  else:
-    tokenizer = token_cache.cached_tokenizer(
-        cache_dir, data_cfg.tokenizer, data_cfg.bpe_vocab_size, fingerprint, read_text)
-    if process_index == 0:
-      token_cache.save_tokenizer_atomic(tokenizer, tokenizer_dir)
-
-  tokens_T = token_cache.cached_tokens(cache_dir, tokenizer, fingerprint, read_text)
-  n_train = split_point(len(tokens_T), data_cfg.val_fraction)
-  train_T, val_T = tokens_T[:n_train], tokens_T[n_train:]
-  path = token_cache.tokens_path(cache_dir, tokenizer, fingerprint)
-  train_bytes, val_bytes = token_cache.split_bytes(path, tokens_T, tokenizer, n_train)
+  tokenizer = run_tokenizer.run_tokenizer(
+      data_cfg, run_dir, cache_dir, corpus_fp, read_text, resuming=resuming,
+      allow_new_data=allow_new_data, is_primary=process_index == 0)
+  tokens_T = token_cache.cached_tokens(cache_dir, tokenizer, corpus_fp, read_text)
+  train_end, val_end = split_bounds(len(tokens_T), data_cfg.val_fraction,
+                                    data_cfg.test_fraction)
+  train_T, val_T, test_T = tokens_T[:train_end], tokens_T[train_end:val_end], tokens_T[val_end:]
 
   dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed,
                           process_index, process_count)
-  val_fn = functools.partial(val_batches, val_T, data_cfg.seq_len, global_batch_size,
-                             process_index=process_index, process_count=process_count)
-  if data_cfg.val_fraction > 0:
-    val_fn(0)  # fail now, not at the first eval, if val holds less than one batch
-  logging.info('data: %d files, %d tokens (train %d, val %d), vocab %d (%s)',
-               len(files), len(tokens_T), len(train_T), len(val_T),
+  held_out = {split: functools.partial(val_batches, tokens, data_cfg.seq_len, global_batch_size,
+                                       process_index=process_index,
+                                       process_count=process_count, split=split)
+              for split, tokens in (('val', val_T), ('test', test_T))}
+  for split in ('val', 'test'):
+    if data_cfg[f'{split}_fraction'] > 0:
+      held_out[split](0)  # fail now, not at the first eval, if it holds less than one batch
+  logging.info('data: %d files, %d tokens (train %d, val %d, test %d), vocab %d (%s)',
+               len(files), len(tokens_T), len(train_T), len(val_T), len(test_T),
                tokenizer.vocab_size, tokenizer.kind)
   return Data(
       tokenizer=tokenizer,
       train_iter=train_iterator(dataset, data_cfg.prefetch),
-      val_batches=val_fn,
-      # Without a validation split, bits per byte can only refer to train text.
-      bytes_per_token=(val_bytes / len(val_T) if len(val_T)
-                       else train_bytes / max(len(train_T), 1)),
+      val_batches=held_out['val'],
+      test_batches=held_out['test'],
       train_tokens=len(train_T),
       val_tokens=len(val_T),
-      train_bytes_per_token=train_bytes / max(len(train_T), 1),
-      tokens_path=path,
+      test_tokens=len(test_T),
+      fingerprint=fingerprint.data_fingerprint(data_cfg, global_batch_size,
+                                               tokenizer.identity(), corpus_fp),
+      tokens_path=token_cache.tokens_path(cache_dir, tokenizer, corpus_fp),
   )

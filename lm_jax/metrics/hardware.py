@@ -1,9 +1,11 @@
 """Peak dense matmul FLOP/s per device, for MFU; host allocator tuning for CPU runs.
 
 GPU and TPU numbers are the vendors' published *dense* (no 2:4 sparsity) peaks,
-per JAX device (one GPU; one TPU chip for v4 and later, where a JAX device is a
-chip), taken from the spec sheets: NVIDIA A100 / H100 / H200 datasheets,
-Google Cloud TPU system-architecture pages. They are not measured here.
+per JAX device (one GPU; one TensorCore for TPU v2 / v3, whose chips hold two;
+one chip for v4 and later, where a JAX device is a chip), taken from the spec
+sheets named next to each entry (where a sheet gives only the sparse figure,
+the entry is half of it). They are not measured here. An accelerator missing
+from the table has no MFU (the loop warns once and leaves the metric out).
 
 'float32' is the peak at JAX's *default* matmul precision, which is what an
 fp32 model gets unless jax_default_matmul_precision is raised: TF32 tensor
@@ -20,6 +22,7 @@ class this project is developed on (see below), or call measure_matmul_peak().
 import ctypes
 import ctypes.util
 import os
+import re
 import sys
 import time
 
@@ -29,22 +32,54 @@ import numpy as np
 
 # device_kind (exactly as jax.Device.device_kind spells it) -> dtype -> FLOP/s.
 PEAK_FLOPS = {
-    # NVIDIA (datasheet dense peaks; 'float32' = TF32 tensor core, see module doc).
+    # NVIDIA (dense peaks; 'float32' = TF32 tensor core, see module doc).
+    # Hopper: H100 / H200 datasheets (H100 NVL and H200 NVL: the NVL columns).
     'NVIDIA H100 80GB HBM3': {'bfloat16': 989.4e12, 'float32': 494.7e12},  # SXM5
     'NVIDIA H100 PCIe': {'bfloat16': 756.5e12, 'float32': 378.0e12},
     'NVIDIA H100 NVL': {'bfloat16': 835.5e12, 'float32': 417.5e12},
     'NVIDIA H200': {'bfloat16': 989.4e12, 'float32': 494.7e12},  # SXM, H100 SXM compute
     'NVIDIA H200 NVL': {'bfloat16': 835.5e12, 'float32': 417.5e12},
+    # Blackwell, per GPU: HGX B200 / HGX B100 datasheets (8 GPUs: 36 / 28 PFLOPS
+    # BF16 and 18 / 14 PFLOPS TF32, sparse), GB200 NVL72 datasheet (72 GPUs:
+    # 360 PFLOPS BF16, 180 PFLOPS TF32, sparse); halved for dense.
+    'NVIDIA B200': {'bfloat16': 2.25e15, 'float32': 1.125e15},
+    'NVIDIA B100': {'bfloat16': 1.75e15, 'float32': 0.875e15},
+    'NVIDIA GB200': {'bfloat16': 2.5e15, 'float32': 1.25e15},
+    # Ampere data center: A100 datasheet (40GB and 80GB, SXM and PCIe alike),
+    # A10 datasheet (BF16 125, TF32 62.5 dense).
     'NVIDIA A100-SXM4-40GB': {'bfloat16': 312e12, 'float32': 156e12},
     'NVIDIA A100-SXM4-80GB': {'bfloat16': 312e12, 'float32': 156e12},
     'NVIDIA A100-PCIE-40GB': {'bfloat16': 312e12, 'float32': 156e12},
     'NVIDIA A100 80GB PCIe': {'bfloat16': 312e12, 'float32': 156e12},
-    # V100 has no bf16 tensor cores (XLA computes bf16 matmuls in fp32 there).
+    'NVIDIA A10': {'bfloat16': 125e12, 'float32': 62.5e12},
+    # A10G (AWS G5) has no public NVIDIA datasheet; AWS's published figures
+    # for it: BF16 70, TF32 35 TFLOP/s dense (fewer tensor FLOPs than the A10).
+    'NVIDIA A10G': {'bfloat16': 70e12, 'float32': 35e12},
+    # Ada data center: L4 datasheet (BF16 242, TF32 120, sparse), L40S datasheet
+    # (BF16 362.05, TF32 183 dense), L40 datasheet (BF16 181.05, TF32 90.5 dense).
+    'NVIDIA L4': {'bfloat16': 121e12, 'float32': 60e12},
+    'NVIDIA L40S': {'bfloat16': 362.05e12, 'float32': 183e12},
+    'NVIDIA L40': {'bfloat16': 181.05e12, 'float32': 90.5e12},
+    # Workstation / consumer, BF16 with FP32 accumulate (what XLA asks for):
+    # NVIDIA Ampere GA102 whitepaper (RTX A6000: 154.8 / TF32 77.4; RTX 3090:
+    # 71 / 35.6) and Ada AD102 whitepaper (RTX 6000 Ada: 364.2 / 182.1;
+    # RTX 4090: 165.2 / 82.6), dense.
+    'NVIDIA RTX A6000': {'bfloat16': 154.8e12, 'float32': 77.4e12},
+    'NVIDIA RTX 6000 Ada Generation': {'bfloat16': 364.2e12, 'float32': 182.1e12},
+    'NVIDIA GeForce RTX 4090': {'bfloat16': 165.2e12, 'float32': 82.6e12},
+    'NVIDIA GeForce RTX 3090': {'bfloat16': 71e12, 'float32': 35.6e12},
+    # V100 (V100 datasheet) and T4 (T4 datasheet: FP32 8.1 TFLOP/s) have no
+    # bf16 tensor cores and no TF32: XLA computes bf16 matmuls in fp32 there.
     'Tesla V100-SXM2-16GB': {'bfloat16': 15.7e12, 'float32': 15.7e12},
     'Tesla V100-SXM2-32GB': {'bfloat16': 15.7e12, 'float32': 15.7e12},
     'Tesla V100-PCIE-16GB': {'bfloat16': 14.0e12, 'float32': 14.0e12},
     'Tesla V100-PCIE-32GB': {'bfloat16': 14.0e12, 'float32': 14.0e12},
-    # TPU, per chip (Cloud TPU docs, bf16). Default-precision fp32 = one bf16 pass.
+    'Tesla T4': {'bfloat16': 8.1e12, 'float32': 8.1e12},
+    # TPU (Cloud TPU system-architecture pages, bf16 per chip: v2 45, v3 123,
+    # v4 275, v5e 197, v5p 459, v6e 918). v2 / v3: two JAX devices (TensorCores)
+    # per chip, so half the chip each. Default-precision fp32 = one bf16 pass.
+    'TPU v2': {'bfloat16': 22.5e12, 'float32': 22.5e12},
+    'TPU v3': {'bfloat16': 61.5e12, 'float32': 61.5e12},
     'TPU v4': {'bfloat16': 275e12, 'float32': 275e12},
     'TPU v5 lite': {'bfloat16': 197e12, 'float32': 197e12},   # v5e
     'TPU v5': {'bfloat16': 459e12, 'float32': 459e12},        # v5p
@@ -52,16 +87,23 @@ PEAK_FLOPS = {
     'TPU v6 lite': {'bfloat16': 918e12, 'float32': 918e12},   # v6e (Trillium)
 }
 
-# Fallback for device_kind strings not listed exactly: (substring, table key),
-# the more specific first ('H100 PCIe' before 'H100').
+# Fallback for device_kind strings not listed exactly: (whole words, table key),
+# the more specific first ('H100 PCIe' before 'H100', 'GB200' before 'B200',
+# 'A100' and 'A10G' before 'A10', 'L40S' and 'L40' before 'L4').
 _FAMILIES = (
     ('h100 pcie', 'NVIDIA H100 PCIe'), ('h100 nvl', 'NVIDIA H100 NVL'),
     ('h100', 'NVIDIA H100 80GB HBM3'), ('h200 nvl', 'NVIDIA H200 NVL'),
-    ('h200', 'NVIDIA H200'),
-    ('a100', 'NVIDIA A100-SXM4-80GB'), ('v100-pcie', 'Tesla V100-PCIE-16GB'),
-    ('v100', 'Tesla V100-SXM2-16GB'), ('tpu v5 lite', 'TPU v5 lite'),
-    ('tpu v5e', 'TPU v5 lite'), ('tpu v6', 'TPU v6 lite'), ('tpu v5', 'TPU v5'),
-    ('tpu v4', 'TPU v4'),
+    ('h200', 'NVIDIA H200'), ('gh200', 'NVIDIA H200'),  # Grace Hopper: H100 SXM compute
+    ('gb200', 'NVIDIA GB200'), ('b200', 'NVIDIA B200'),
+    ('b100', 'NVIDIA B100'),
+    ('a100', 'NVIDIA A100-SXM4-80GB'), ('a10g', 'NVIDIA A10G'), ('a10', 'NVIDIA A10'),
+    ('l40s', 'NVIDIA L40S'), ('l40', 'NVIDIA L40'), ('l4', 'NVIDIA L4'),
+    ('rtx a6000', 'NVIDIA RTX A6000'), ('rtx 6000 ada', 'NVIDIA RTX 6000 Ada Generation'),
+    ('rtx 4090', 'NVIDIA GeForce RTX 4090'), ('rtx 3090', 'NVIDIA GeForce RTX 3090'),
+    ('v100-pcie', 'Tesla V100-PCIE-16GB'), ('v100', 'Tesla V100-SXM2-16GB'),
+    ('t4', 'Tesla T4'),
+    ('tpu v5 lite', 'TPU v5 lite'), ('tpu v5e', 'TPU v5 lite'), ('tpu v6', 'TPU v6 lite'),
+    ('tpu v5', 'TPU v5'), ('tpu v4', 'TPU v4'), ('tpu v3', 'TPU v3'), ('tpu v2', 'TPU v2'),
 )
 
 # CPU: MEASURED, not a spec. On this project's dev machine class (2-core AMD
@@ -84,7 +126,9 @@ def lookup_peak_flops(device_kind: str, dtype='bfloat16') -> float | None:
   entry = PEAK_FLOPS.get(device_kind)
   if entry is None:
     kind = device_kind.lower()
-    entry = next((PEAK_FLOPS[key] for sub, key in _FAMILIES if sub in kind), None)
+    # Whole words: 'a10' must not match 'RTX A1000', nor 't4' any 'xt4...'.
+    entry = next((PEAK_FLOPS[key] for words, key in _FAMILIES
+                  if re.search(rf'\b{re.escape(words)}\b', kind)), None)
   return None if entry is None else entry[_dtype_name(dtype)]
 
 
@@ -97,11 +141,12 @@ def cpu_cores() -> int:
 
 
 def peak_flops_per_device(device: jax.Device | None = None, dtype='float32',
-                          override: float = 0.0) -> float:
+                          override: float = 0.0) -> float | None:
   """Peak FLOP/s of one device: `override` if > 0, else the table, else the CPU estimate.
 
   On CPU the XLA devices share one thread pool, so the machine's cores are
-  divided among the local CPU devices. Raises KeyError for an unknown accelerator.
+  divided among the local CPU devices. None for an accelerator the table lacks
+  (MFU is then unknown; callers leave it out).
   """
   if override > 0:
     return float(override)
@@ -109,13 +154,7 @@ def peak_flops_per_device(device: jax.Device | None = None, dtype='float32',
   if device.platform == 'cpu':
     num_devices = max(len(jax.local_devices(backend='cpu')), 1)
     return CPU_DEFAULT_PEAK_FLOPS_PER_CORE * cpu_cores() / num_devices
-  peak = lookup_peak_flops(device.device_kind, dtype)
-  if peak is None:
-    raise KeyError(
-        f'no peak FLOP/s known for device_kind {device.device_kind!r}; set '
-        '--config.logging.peak_flops_per_device (FLOP/s) or add it to '
-        'lm_jax/metrics/hardware.py PEAK_FLOPS')
-  return peak
+  return lookup_peak_flops(device.device_kind, dtype)
 
 
 def measure_matmul_peak(n: int = 2048, dtype=jnp.float32, repeats: int = 7,

@@ -18,13 +18,14 @@ from typing import Callable
 import flax.linen as nn
 import jax
 
-from lm_jax.checkpoint import Checkpointer, check_resumable
+from lm_jax.checkpoint import Checkpointer, check_data_resumable, check_resumable
 from lm_jax.metrics.flops import mfu
 from lm_jax.metrics.hardware import peak_flops_per_device
 from lm_jax.metrics.progress import ProgressBar
 from lm_jax.metrics.writers import MetricsWriter
 from lm_jax.models.pipeline import bubble_fraction
 from lm_jax.run import Run
+from lm_jax.train.optimizer import weight_penalty
 from lm_jax.train.step import jit_train_step
 
 
@@ -53,11 +54,30 @@ class _StopRequest:
         signal.signal(s, h)
 
 
+def _peak_flops_total(config, device) -> float | None:
+  """Peak FLOP/s of all devices, for MFU; None, with one warning, when the
+  peak of `device` (the kind every device is) is not known."""
+  per_device = peak_flops_per_device(device, config.model.dtype,
+                                     config.logging.peak_flops_per_device)
+  if per_device is None:
+    logging.warning(
+        'no peak FLOP/s known for device_kind %r: MFU is not logged. Set '
+        '--config.logging.peak_flops_per_device (FLOP/s) or add the device to '
+        'lm_jax/metrics/hardware.py PEAK_FLOPS', device.device_kind)
+    return None
+  return per_device * jax.device_count()
+
+
 def _initial_state(run: Run, ckpt: Checkpointer):
   """Restores the latest checkpoint (and data position) or creates a new state."""
   if ckpt.latest_step() is not None:
-    check_resumable(ckpt.saved_config(), run.config)
-    state = ckpt.restore(run.built.abstract_state(), run.data.train_iter)
+    saved_config = ckpt.saved_config()
+    check_resumable(saved_config, run.config)
+    same_data = check_data_resumable(ckpt.saved_data_fingerprint(), saved_config,
+                                     run.data.fingerprint, run.config)
+    # New data (checkpoint.allow_new_data): the iterator stays at batch 0.
+    state = ckpt.restore(run.built.abstract_state(),
+                         run.data.train_iter if same_data else None)
     logging.info('resumed from step %d in %s', int(state.step), ckpt.directory)
     return state
   return run.built.init_state()
@@ -70,12 +90,13 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
   cfg, built = run.config, run.built
   is_primary = jax.process_index() == 0
   os.makedirs(cfg.logging.run_dir, exist_ok=True)
-  ckpt = Checkpointer(cfg.logging.run_dir, cfg.checkpoint)
+  ckpt = Checkpointer(cfg.logging.run_dir, cfg.checkpoint, run.data.fingerprint)
   state = _initial_state(run, ckpt)
   start_step = int(jax.device_get(state.step))
 
   step_fn = jit_train_step(built.objective, cfg.train.microbatches, built.schedule,
-                           built.state_shardings, built.batch_sharding, built.replicated)
+                           built.state_shardings, built.batch_sharding, built.replicated,
+                           penalty_fn=weight_penalty(cfg.optimizer))
   if not cfg.train.eval_every:
     evaluate = None
   # A resumed run drops what a crashed run logged after its checkpoint.
@@ -89,8 +110,7 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
   tokens_per_step = cfg.train.global_batch_size * cfg.data.seq_len
   # Model FLOPs (MFU), not hardware FLOPs: remat recompute is not counted.
   train_flops = built.family.flops_per_token(built.model_cfg, cfg.data.seq_len)['train']
-  peak = peak_flops_per_device(jax.devices()[0], cfg.model.dtype,
-                               cfg.logging.peak_flops_per_device) * jax.device_count()
+  peak = _peak_flops_total(cfg, jax.devices()[0])
   last_train, last_eval, last_saved = {}, {}, None
 
   def save(state, force=False):
@@ -133,7 +153,8 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
           tokens_per_s = window_steps * tokens_per_step / elapsed
           last_train['tokens_per_s'] = tokens_per_s
           last_train['step_s'] = elapsed / window_steps
-          last_train['mfu'] = mfu(tokens_per_s, train_flops, peak)
+          if peak:  # unknown accelerator: no MFU (a NaN would stop the run)
+            last_train['mfu'] = mfu(tokens_per_s, train_flops, peak)
         last_train['perplexity'] = math.exp(min(last_train['loss'], 700.0))
         if cfg.mesh.stage > 1:  # idle share of the pipeline's stage-iterations
           last_train['pipeline_bubble'] = bubble_fraction(

@@ -1,6 +1,7 @@
 """The jitted train step. It knows `apply_fn` and an objective, not the model or the loss."""
 
 import functools
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -10,6 +11,9 @@ import optax
 from lm_jax.objectives import Objective, mean_metrics
 from lm_jax.train.state import TrainState
 
+# penalty_fn(params) -> (penalty, its gradient): a term of the objective that
+# depends on the params only (optimizer.l1 / l2), added to the *mean* loss.
+PenaltyFn = Callable
 
 def split_microbatches(batch, num_micro: int):
   """[B, ...] -> [M, B/M, ...], microbatch m = rows m, m+M, ... so each one
@@ -64,10 +68,16 @@ def mean_grads(state: TrainState, batch, *, objective: Objective, num_micro: int
 
 
 def train_step(state: TrainState, batch, *, objective: Objective, num_micro: int,
-               schedule: optax.Schedule):
+               schedule: optax.Schedule, penalty_fn: PenaltyFn | None = None):
   """One optimizer update on the global batch."""
   grads, metrics, weight_sum = mean_grads(state, batch, objective=objective,
                                           num_micro=num_micro)
+  extra = {}
+  if penalty_fn is not None:
+    # Once per step, outside the microbatch sums, so never divided by tokens.
+    penalty, penalty_grads = penalty_fn(state.params)
+    grads = jax.tree.map(jnp.add, grads, penalty_grads)
+    extra['penalty'] = penalty
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {
@@ -77,15 +87,16 @@ def train_step(state: TrainState, batch, *, objective: Objective, num_micro: int
       'param_norm': optax.tree.norm(params),
       'lr': schedule(state.step),
       'tokens': weight_sum,
+      **extra,
   }
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, metrics
 
 
 def jit_train_step(objective: Objective, num_micro: int, schedule, state_shardings,
-                   batch_sharding, metrics_sharding):
+                   batch_sharding, metrics_sharding, penalty_fn: PenaltyFn | None = None):
   """train_step under jax.jit with in/out shardings and the state donated."""
   step = functools.partial(train_step, objective=objective, num_micro=num_micro,
-                           schedule=schedule)
+                           schedule=schedule, penalty_fn=penalty_fn)
   return jax.jit(step, in_shardings=(state_shardings, batch_sharding),
                  out_shardings=(state_shardings, metrics_sharding), donate_argnums=0)
