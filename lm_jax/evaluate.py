@@ -69,7 +69,7 @@ def make_evaluator(run, split: str = 'val'):
 
 def eval_metrics(metric_sums: dict, weight_sum: float, byte_sum: int) -> dict[str, float]:
   """Means of the objective's sums, perplexity, and bits per UTF-8 byte of the evaluated targets."""
-  metrics = {k: float(v) for k, v in mean_metrics(metric_sums, weight_sum).items()}
+  metrics = {k: float(v) for k, v in mean_metrics(metric_sums, weight_sum, max).items()}
   loss = metrics['loss']
   metrics['perplexity'] = math.exp(min(loss, 700.0))
   metrics['bits_per_byte'] = loss * max(weight_sum, 1.0) / math.log(2) / max(byte_sum, 1)

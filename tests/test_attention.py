@@ -15,6 +15,7 @@ import pytest
 
 from lm_jax.models import attention as attention_lib
 from lm_jax.models import build_model
+from lm_jax.models.masks import AttentionMask
 from tests.numpy_reference import np_allowed, np_attention, np_decoder
 from tests.sharded_setup import tiny_model_cfg
 
@@ -51,17 +52,15 @@ MASKS = {
 
 def _blockwise(q, k, v, mask):
   # Blocks of 32 over L = 80: two whole blocks and a partial one.
-  return attention_lib.blockwise_causal_attention(q, k, v, mask, block=32)
+  return attention_lib.blockwise_causal_attention(q, k, v, mask, H ** -0.5, block=32)
 
 
 def _xla(q, k, v, mask):
-  return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=True,
-                                      implementation='xla')
+  return attention_lib.attend(q, k, v, mask, implementation='xla')
 
 
 def _cudnn(q, k, v, mask):
-  return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=True,
-                                      implementation='cudnn')
+  return attention_lib.attend(q, k, v, mask, implementation='cudnn')
 
 
 IMPLEMENTATIONS = {
@@ -90,7 +89,12 @@ def _check(name, kv_heads, mask_name, dtype, rtol, atol):
   q, k, v = _qkv(kv_heads)
   segment_ids, padding = MASKS[mask_name]()
   allowed = np_allowed(segment_ids, padding)
-  mask = None if allowed is None else jnp.asarray(allowed[:, None])
+  # The mask as data, the way the decoder builds it from a batch.
+  mask = AttentionMask(
+      causal=True,
+      q_segment_ids_BxT=None if segment_ids is None else jnp.asarray(segment_ids),
+      kv_segment_ids_BxS=None if segment_ids is None else jnp.asarray(segment_ids),
+      kv_valid_BxS=None if padding is None else jnp.asarray(padding))
   got = _jitted(name)(*(jnp.asarray(x, dtype) for x in (q, k, v)), mask)
   got = np.asarray(got, np.float64)
   assert got.shape == (B, L, N, H)
@@ -125,10 +129,12 @@ def test_blockwise_default_block_size_matches_numpy():
   block and one partial)."""
   q, k, v = _qkv(2, seed=1)
   allowed = np_allowed(_segments(), _padding())
-  run = jax.jit(attention_lib.blockwise_causal_attention,
+  run = jax.jit(attention_lib.blockwise_causal_attention, static_argnums=4,
                 compiler_options=FAST_COMPILE)
-  got = np.asarray(run(*(jnp.asarray(x, jnp.float32) for x in (q, k, v)),
-                       jnp.asarray(allowed[:, None])))
+  segments = jnp.asarray(_segments())
+  mask = AttentionMask(causal=True, q_segment_ids_BxT=segments, kv_segment_ids_BxS=segments,
+                       kv_valid_BxS=jnp.asarray(_padding()))
+  got = np.asarray(run(*(jnp.asarray(x, jnp.float32) for x in (q, k, v)), mask, H ** -0.5))
   want, has_key = np_attention(q, k, v, allowed)
   np.testing.assert_allclose(got[has_key], want[has_key], rtol=1e-5, atol=1e-5)
 
@@ -175,8 +181,8 @@ def _inputs():
 
 
 # What each `model.attention` value must run on this backend.
-EXPECTED_CALL = {'auto': {'cpu': 'blockwise', 'gpu': 'jax picks'}.get(
-                     jax.default_backend(), 'xla'),  # gpu: cuDNN needs no mask
+EXPECTED_CALL = {'auto': {'cpu': 'blockwise', 'gpu': 'xla'}.get(
+                     jax.default_backend(), 'xla'),  # gpu fp32: XLA (cuDNN needs bf16)
                  'xla': 'xla'}
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from lm_jax.config.defaults import base_config
 from lm_jax.models import build_model
+from lm_jax.models.registry import get_family, model_fns
 from lm_jax.parallel.mesh import batch_sharding, make_mesh, replicated
 from lm_jax.parallel.rules import rules_for_mesh
 from lm_jax.train.optimizer import decay_mask, make_optimizer, make_schedule
@@ -220,11 +221,12 @@ def test_adamw_matches_numpy_reference(grad_clip, style, layout):
                                atol=4e-7)  # fp32 rounding of p + u, |p| ~ 1
 
 
-def _zero_loss(logits, batch):
-  """A loss whose gradient is exactly 0: the update is weight decay alone."""
-  zero = jnp.sum(logits) * 0.0
-  return zero, {'loss_sum': zero, 'z_loss_sum': zero,
-                'weight_sum': jnp.sum(batch['weights'])}
+class _ZeroLoss:
+  """An objective whose gradient is exactly 0: the update is weight decay alone."""
+
+  def __call__(self, outputs, batch):
+    zero = jnp.sum(outputs['logits']) * 0.0
+    return zero, {'loss': zero}, jnp.sum(batch['weights'])
 
 
 @pytest.mark.parametrize('style,layout', [('llama', 'scanned'), ('gpt', 'pipelined')])
@@ -241,12 +243,12 @@ def test_train_step_decays_kernels_not_norms(style, layout):
   rules = rules_for_mesh(mesh_shape)
   tx, schedule = make_optimizer(_opt_cfg(schedule='cosine', warmup_steps=warmup,
                                          lr=lr, weight_decay=wd), TOTAL)
-  example = np.zeros((BATCH, SEQ), np.int32)
-  state, shardings = create_train_state(model, tx, jax.random.PRNGKey(0), example,
+  fns = model_fns(get_family('decoder'), model)
+  state, shardings = create_train_state(fns, tx, jax.random.PRNGKey(0), random_batch(),
                                         mesh, rules)
   params0 = jax.tree.map(np.asarray, state.params)
   bsh = batch_sharding(mesh, rules)
-  step = jit_train_step(_zero_loss, 1, schedule, shardings, bsh, replicated(mesh))
+  step = jit_train_step(_ZeroLoss(), 1, schedule, shardings, bsh, replicated(mesh))
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     batch = {k: jax.device_put(v, bsh) for k, v in random_batch().items()}
     state, metrics = step.lower(state, batch).compile(FAST_COMPILE)(state, batch)

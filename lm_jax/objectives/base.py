@@ -18,14 +18,17 @@ class Objective(Protocol):
     """Evaluation: the same, with the extra metrics only evaluation reports."""
 
 
-def mean_metrics(metric_sums: dict, weight_sum) -> dict:
-  """{name: sum / weight}. A metric given as (sum, weight) uses its own weight."""
-  weight = jnp.maximum(weight_sum, 1.0)
+def mean_metrics(metric_sums: dict, weight_sum, maximum=jnp.maximum) -> dict:
+  """{name: sum / weight}. A metric given as (sum, weight) uses its own weight.
+
+  `maximum=max` computes in Python floats (host-side sums, full precision).
+  """
+  weight = maximum(weight_sum, 1.0)
 
   def mean(value):
     if isinstance(value, tuple):
       total, own_weight = value
-      return total / jnp.maximum(own_weight, 1.0)
+      return total / maximum(own_weight, 1.0)
     return value / weight
 
   return {name: mean(value) for name, value in metric_sums.items()}

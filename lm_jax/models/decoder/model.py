@@ -65,7 +65,7 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, inputs_BxL, positions_BxL=None, segment_ids_BxL=None,
-               deterministic: bool = True):
+               padding_mask_BxL=None, deterministic: bool = True):
     cfg = self.cfg
     if positions_BxL is None:
       positions_BxL = jnp.broadcast_to(jnp.arange(inputs_BxL.shape[1]),
@@ -85,9 +85,12 @@ class Decoder(nn.Module):
               nn.initializers.normal(cfg.init_std), ('positions', 'embed')),
           name='pos_embed')(positions_BxL)
     x_BxLxD = nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=deterministic)
-    # Right padding needs no mask: a causal query never sees later (padded)
-    # keys, and padded targets carry weight 0. Packed documents need theirs.
+    # Training batches need no padding mask (right padding: a causal query
+    # never sees later keys, and padded targets weigh 0); packed documents
+    # need their segment ids; left-padded prompts their padding mask.
     mask = causal_mask(segment_ids_BxL)
+    if padding_mask_BxL is not None:
+      mask = mask.replace(kv_valid_BxS=padding_mask_BxL)
 
     block = _block_class(cfg)
     if cfg.num_stages > 1:
