@@ -3,7 +3,7 @@
   sources.py       which files make a corpus, and reading them
   tokenizers.py    byte / char / bpe tokenizers with one interface
   token_cache.py   tokenize once, memory-map afterwards
-  pipeline.py      split, pack, shuffle, batch, per-process rows: build_data()
+  pipeline.py      split, pack, shuffle, batch, the given rows of each batch: build_data()
   checkpointing.py Orbax args for the train iterator's position
 
 Modules are imported explicitly (from lm_jax.data import pipeline) so that

@@ -5,11 +5,13 @@ trains, the tail validates. Packing: each split is cut into non-overlapping
 windows of seq_len + 1 tokens; inputs = w[:-1], targets = w[1:].
 
 Train order: grain shuffles window indices (a fresh permutation every epoch)
-and batches `global_batch_size` of them; process p of P reads only rows
-[p*B/P, (p+1)*B/P), so the global batch does not depend on the process count.
-The iterator's state is one integer (the next global batch index), so
-`get_state()` / `set_state()` resume exactly, and a checkpoint written with P
-processes is meaningful with any other P.
+and batches `global_batch_size` of them; a process reads only the `rows` of
+each global batch that its devices hold (the caller derives them from the
+batch sharding: a share, all of them, or a non-contiguous set), so the global
+batch does not depend on the process count or the mesh. The iterator's state
+is one integer (the next global batch index), so `get_state()` / `set_state()`
+resume exactly, and a checkpoint written with P processes is meaningful with
+any other P.
 """
 
 import dataclasses
@@ -55,30 +57,31 @@ def split_point(num_tokens: int, val_fraction: float) -> int:
   return int(num_tokens * (1.0 - val_fraction))
 
 
-def _rows_to_batch(windows: list[np.ndarray], lo: int, hi: int) -> Batch:
-  """Stacks windows[lo:hi] ([b, L+1]) into an (inputs, targets, weights) batch."""
-  windows_BxW = np.stack(windows[lo:hi])
+def _rows_to_batch(windows: list[np.ndarray]) -> Batch:
+  """Stacks windows ([b, L+1]) into an (inputs, targets, weights) batch."""
+  windows_BxW = np.stack(windows)
   return {
       'inputs': np.ascontiguousarray(windows_BxW[:, :-1]),
       'targets': np.ascontiguousarray(windows_BxW[:, 1:]),
-      'weights': np.ones((hi - lo, windows_BxW.shape[1] - 1), dtype=np.float32),
+      'weights': np.ones((len(windows), windows_BxW.shape[1] - 1), dtype=np.float32),
   }
 
 
-def _read_rows(windows: 'Windows', indices: list[int], lo: int, hi: int) -> Batch:
-  """Reads windows indices[lo:hi] (this process's rows of a global batch) into a batch."""
-  return _rows_to_batch([windows[i] for i in indices[lo:hi]], 0, hi - lo)
+def _read_rows(windows: 'Windows', indices: list[int], rows: tuple[int, ...]) -> Batch:
+  """Reads windows indices[r] for r in rows (this process's rows of a global batch)."""
+  return _rows_to_batch([windows[indices[r]] for r in rows])
 
 
-def _process_rows(global_batch_size: int, process_index: int, process_count: int) -> tuple[int, int]:
-  """Returns the [lo, hi) rows of each global batch that this process owns."""
-  if global_batch_size % process_count:
-    raise ValueError(f'global batch size {global_batch_size} is not divisible by '
-                     f'process count {process_count}')
-  if not 0 <= process_index < process_count:
-    raise ValueError(f'process_index {process_index} not in [0, {process_count})')
-  per_process = global_batch_size // process_count
-  return process_index * per_process, (process_index + 1) * per_process
+def _checked_rows(rows, global_batch_size: int) -> tuple[int, ...]:
+  """`rows` (None: all) as increasing, distinct row indices in [0, global_batch_size)."""
+  if rows is None:
+    return tuple(range(global_batch_size))
+  rows = tuple(int(r) for r in rows)
+  if not rows or any(b <= a for a, b in zip(rows, rows[1:])) \
+      or not 0 <= rows[0] <= rows[-1] < global_batch_size:
+    raise ValueError(f'rows must be increasing, distinct indices in [0, {global_batch_size}) '
+                     f'(a global batch of {global_batch_size}); got {list(rows)}')
+  return rows
 
 
 def _shuffle_seed(seed: int) -> int:
@@ -89,9 +92,10 @@ def _shuffle_seed(seed: int) -> int:
 
 
 def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, seed: int,
-                  process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
-  """Returns the infinite, shuffled (reshuffled each epoch) dataset of this process's batches."""
-  lo, hi = _process_rows(global_batch_size, process_index, process_count)
+                  rows=None) -> grain.MapDataset:
+  """Returns the infinite, shuffled (reshuffled each epoch) dataset of this process's batches:
+  rows `rows` (increasing global row indices; None: all) of each global batch."""
+  rows = _checked_rows(rows, global_batch_size)
   windows = Windows(tokens_T, seq_len)
   if len(windows) < global_batch_size:
     raise ValueError(
@@ -103,7 +107,7 @@ def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, se
   # shuffle before repeat: index i of epoch e maps through permutation seed+e.
   ds = ds.shuffle(seed=_shuffle_seed(seed)).repeat()
   return ds.batch(global_batch_size, drop_remainder=True,
-                  batch_fn=functools.partial(_read_rows, windows, lo=lo, hi=hi))
+                  batch_fn=functools.partial(_read_rows, windows, rows=rows))
 
 
 def train_iterator(dataset: grain.MapDataset, prefetch: int) -> grain.DatasetIterator:
@@ -116,9 +120,10 @@ def train_iterator(dataset: grain.MapDataset, prefetch: int) -> grain.DatasetIte
 
 
 def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_batches: int,
-                process_index: int = 0, process_count: int = 1) -> list[Batch]:
-  """Returns the first min(num_batches, available) validation batches, in order."""
-  lo, hi = _process_rows(global_batch_size, process_index, process_count)
+                rows=None) -> list[Batch]:
+  """Returns rows `rows` (None: all) of the first min(num_batches, available) validation
+  batches, in order."""
+  rows = _checked_rows(rows, global_batch_size)
   windows = Windows(tokens_T, seq_len)
   available = len(windows) // global_batch_size
   if available < 1:
@@ -130,18 +135,15 @@ def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_
   if num_batches > available:
     logging.warning('data: asked for %d validation batches, the split holds %d',
                     num_batches, available)
-  batches = []
-  for k in range(min(num_batches, available)):
-    rows = [windows[k * global_batch_size + r] for r in range(lo, hi)]
-    batches.append(_rows_to_batch(rows, 0, len(rows)))
-  return batches
+  return [_rows_to_batch([windows[k * global_batch_size + r] for r in rows])
+          for k in range(min(num_batches, available))]
 
 
 @dataclasses.dataclass
 class Data:
   """Everything the loop needs from the data side."""
   tokenizer: tokenizers.Tokenizer
-  train_iter: grain.DatasetIterator      # yields process-local batches; get_state/set_state
+  train_iter: grain.DatasetIterator      # yields this process's rows; get_state/set_state
   val_batches: Callable[[int], list[Batch]]  # num_batches -> the first val batches
   bytes_per_token: float                 # UTF-8 bytes per token of the val split (train if none)
   train_tokens: int
@@ -164,8 +166,10 @@ def _load_run_tokenizer(tokenizer_dir: str, kind: str) -> tokenizers.Tokenizer:
 
 
 def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str,
-               process_index: int = 0, process_count: int = 1) -> Data:
-  """Builds tokenizer, train iterator and validation batches from the `data` config."""
+               process_index: int = 0, rows=None) -> Data:
+  """Builds tokenizer, train iterator and validation batches from the `data` config;
+  the batches hold rows `rows` (increasing global row indices; None: all) of each
+  global batch."""
   cache_dir = data_cfg.cache_dir or default_cache_dir(run_dir)
   files = sources.corpus_files(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
   fingerprint = token_cache.corpus_fingerprint(files, data_cfg.max_bytes)
@@ -191,10 +195,9 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str,
   path = token_cache.tokens_path(cache_dir, tokenizer, fingerprint)
   train_bytes, val_bytes = token_cache.split_bytes(path, tokens_T, tokenizer, n_train)
 
-  dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed,
-                          process_index, process_count)
+  dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed, rows)
   val_fn = functools.partial(val_batches, val_T, data_cfg.seq_len, global_batch_size,
-                             process_index=process_index, process_count=process_count)
+                             rows=rows)
   if data_cfg.val_fraction > 0:
     val_fn(0)  # fail now, not at the first eval, if val holds less than one batch
   logging.info('data: %d files, %d tokens (train %d, val %d), vocab %d (%s)',
