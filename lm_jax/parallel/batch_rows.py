@@ -25,11 +25,12 @@ def rows_by_process(sharding: jax.sharding.Sharding, global_shape: tuple[int, ..
   tests pass their own to lay a mesh of one process's devices over several.
   """
   process_of = process_of or (lambda d: d.process_index)
-  rows: dict[int, set[int]] = {}
+  # Row ranges, not rows: a pod has thousands of devices, but few distinct ranges.
+  ranges: dict[int, set[tuple[int, int, int]]] = {}
   for device, index in sharding.devices_indices_map(tuple(global_shape)).items():
-    start, stop, step = index[0].indices(global_shape[0])
-    rows.setdefault(process_of(device), set()).update(range(start, stop, step))
-  return {p: np.array(sorted(r), dtype=np.int64) for p, r in sorted(rows.items())}
+    ranges.setdefault(process_of(device), set()).add(index[0].indices(global_shape[0]))
+  return {p: np.unique(np.concatenate([np.arange(*r) for r in sorted(rs)]))
+          for p, rs in sorted(ranges.items())}
 
 
 def local_rows(sharding: jax.sharding.Sharding, global_shape: tuple[int, ...]) -> np.ndarray:
@@ -46,12 +47,12 @@ def global_array(local_BxX: np.ndarray, rows_B: np.ndarray, global_batch_size: i
   global_shape = (global_batch_size,) + local_BxX.shape[1:]
 
   def device_rows(index):
-    start, stop, step = index[0].indices(global_batch_size)
-    wanted = np.arange(start, stop, step)
-    positions = np.searchsorted(rows_B, wanted)
-    if not np.array_equal(rows_B[np.minimum(positions, len(rows_B) - 1)], wanted):
+    start, stop, _ = index[0].indices(global_batch_size)  # shards are contiguous ranges
+    # rows_B is increasing and holds all of start..stop-1, so they sit side by side in it.
+    first = int(np.searchsorted(rows_B, start))
+    if not np.array_equal(rows_B[first:first + stop - start], np.arange(start, stop)):
       raise ValueError(f'a local device needs rows {start}..{stop - 1} of the batch, '
                        f'which this process did not load')
-    return local_BxX[(positions,) + tuple(index[1:])]
+    return local_BxX[(slice(first, first + stop - start),) + tuple(index[1:])]
 
   return jax.make_array_from_callback(global_shape, sharding, device_rows)
