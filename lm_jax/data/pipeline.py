@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import math
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from absl import logging
 import grain
@@ -72,7 +72,7 @@ def _read_rows(windows: 'Windows', indices: list[int], rows: tuple[int, ...]) ->
   return _rows_to_batch([windows[indices[r]] for r in rows])
 
 
-def _checked_rows(rows, global_batch_size: int) -> tuple[int, ...]:
+def _checked_rows(rows: Sequence[int] | None, global_batch_size: int) -> tuple[int, ...]:
   """`rows` (None: all) as increasing, distinct row indices in [0, global_batch_size)."""
   if rows is None:
     return tuple(range(global_batch_size))
@@ -92,7 +92,7 @@ def _shuffle_seed(seed: int) -> int:
 
 
 def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, seed: int,
-                  rows=None) -> grain.MapDataset:
+                  rows: Sequence[int] | None = None) -> grain.MapDataset:
   """Returns the infinite, shuffled (reshuffled each epoch) dataset of this process's batches:
   rows `rows` (increasing global row indices; None: all) of each global batch."""
   rows = _checked_rows(rows, global_batch_size)
@@ -120,7 +120,7 @@ def train_iterator(dataset: grain.MapDataset, prefetch: int) -> grain.DatasetIte
 
 
 def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_batches: int,
-                rows=None) -> list[Batch]:
+                rows: Sequence[int] | None = None) -> list[Batch]:
   """Returns rows `rows` (None: all) of the first min(num_batches, available) validation
   batches, in order."""
   rows = _checked_rows(rows, global_batch_size)
@@ -166,7 +166,7 @@ def _load_run_tokenizer(tokenizer_dir: str, kind: str) -> tokenizers.Tokenizer:
 
 
 def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str,
-               process_index: int = 0, rows=None) -> Data:
+               process_index: int = 0, rows: Sequence[int] | None = None) -> Data:
   """Builds tokenizer, train iterator and validation batches from the `data` config;
   the batches hold rows `rows` (increasing global row indices; None: all) of each
   global batch."""
