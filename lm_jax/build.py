@@ -70,16 +70,23 @@ class Built:
     return state
 
 
-def build(config: ml_collections.ConfigDict, vocab_size: int, devices=None) -> Built:
+def build_mesh(config: ml_collections.ConfigDict, devices=None):
+  """(mesh shape, Mesh, rule table) of a validated config on `devices` (default: all)."""
+  devices = jax.devices() if devices is None else list(devices)
+  mesh_shape = resolve_mesh_shape(config.mesh, len(devices))
+  return mesh_shape, make_mesh(mesh_shape, devices), rules_for_mesh(mesh_shape, config.mesh.rules)
+
+
+def build(config: ml_collections.ConfigDict, vocab_size: int, devices=None,
+          mesh=None) -> Built:
   """Validates `config` for `devices` (default: all) and builds everything but the data.
 
-  `vocab_size` is the tokenizer's (config.model.vocab_size, when set, wins).
+  `vocab_size` is the tokenizer's (config.model.vocab_size, when set, wins);
+  `mesh`: what build_mesh returned, when the caller needed it first.
   """
   devices = jax.devices() if devices is None else list(devices)
-  validate(config, device_count=len(devices), process_count=jax.process_count())
-  mesh_shape = resolve_mesh_shape(config.mesh, len(devices))
-  mesh = make_mesh(mesh_shape, devices)
-  rules = rules_for_mesh(mesh_shape, config.mesh.rules)
+  validate(config, device_count=len(devices))
+  mesh_shape, mesh, rules = mesh or build_mesh(config, devices)
   family = get_family(config.model.family)
   task = get_task(config.data.task or family.tasks[0])
   module, model_cfg = family.build(config.model, vocab_size, config.mesh)

@@ -199,11 +199,6 @@ def test_validation_rule(case):
     assert s in str(e.value), (s, str(e.value))
 
 
-def test_process_count_divides_batch():
-  with pytest.raises(ConfigError, match=r'config.train.global_batch_size=16.*3 processes'):
-    validate(locked_base(), device_count=1, process_count=3)
-
-
 def test_fixes_suggested_by_messages_work():
   c = locked_base()
   apply_overrides(c, ['--config.mesh.data=2'])

@@ -73,27 +73,30 @@ def test_shuffle_is_seeded():
   assert not (first_epoch(3) == np.arange(40)).all()
 
 
-@pytest.mark.parametrize('process_count', [2, 4])
-def test_process_slices_rebuild_the_global_batch(process_count):
+@pytest.mark.parametrize('rows', [(0, 1, 2, 3), (4, 5, 6, 7), (0, 1, 4, 5), (2, 7),
+                                  tuple(range(8))],
+                         ids=['first_half', 'second_half', 'non_contiguous', 'two', 'all'])
+def test_given_rows_of_the_global_batch_are_read_in_global_order(rows):
   tokens_T = stream(64)
   global_batches = take(pipeline.train_iterator(
       pipeline.train_dataset(tokens_T, L, 8, seed=1), 0), 6)
-  local = [take(pipeline.train_iterator(
-      pipeline.train_dataset(tokens_T, L, 8, 1, p, process_count), 2), 6)
-           for p in range(process_count)]
+  local = take(pipeline.train_iterator(
+      pipeline.train_dataset(tokens_T, L, 8, 1, rows=list(rows)), 2), 6)
   for step, global_batch in enumerate(global_batches):
     for key in ('inputs', 'targets', 'weights'):
-      assert local[0][step][key].shape == (8 // process_count, L)
-      np.testing.assert_array_equal(
-          np.concatenate([local[p][step][key] for p in range(process_count)]), global_batch[key])
+      assert local[step][key].shape == (len(rows), L)
+      np.testing.assert_array_equal(local[step][key], global_batch[key][list(rows)])
   val_global = pipeline.val_batches(tokens_T, L, 8, 3)
-  val_local = [pipeline.val_batches(tokens_T, L, 8, 3, p, process_count)
-               for p in range(process_count)]
+  val_local = pipeline.val_batches(tokens_T, L, 8, 3, rows=rows)
   for step in range(3):
-    np.testing.assert_array_equal(
-        np.concatenate([v[step]['inputs'] for v in val_local]), val_global[step]['inputs'])
-  with pytest.raises(ValueError, match='not divisible'):
-    pipeline.train_dataset(tokens_T, L, 6, 0, 0, 4)
+    np.testing.assert_array_equal(val_local[step]['inputs'],
+                                  val_global[step]['inputs'][list(rows)])
+
+
+@pytest.mark.parametrize('rows', [(), (1, 0), (2, 2), (7, 8), (-1, 3)])
+def test_rows_outside_the_batch_or_out_of_order_are_refused(rows):
+  with pytest.raises(ValueError, match=r'rows must be increasing, distinct indices in \[0, 8\)'):
+    pipeline.train_dataset(stream(64), L, 8, 0, rows=rows)
 
 
 def test_a_process_reads_only_its_rows(monkeypatch):
@@ -107,7 +110,7 @@ def test_a_process_reads_only_its_rows(monkeypatch):
 
   monkeypatch.setattr(pipeline.Windows, '__getitem__', counting_get)
   batches = take(pipeline.train_iterator(
-      pipeline.train_dataset(tokens_T, L, 8, 1, 1, 4), 0), 3)
+      pipeline.train_dataset(tokens_T, L, 8, 1, rows=(1, 6)), 0), 3)
   assert len(read) == 3 * 2  # 2 of the 8 rows of each global batch
   np.testing.assert_array_equal(np.concatenate([window_ids(b) for b in batches]), read)
 
@@ -147,13 +150,14 @@ def test_build_data_split_and_shapes(tmp_path):
   cfg.update(source=str(tmp_path / 'c.txt'), tokenizer='byte', seq_len=L, val_fraction=0.2,
              test_fraction=0.0)
   data = pipeline.build_data(cfg, global_batch_size=8, run_dir=str(tmp_path / 'run'),
-                             process_index=1, process_count=2)
+                             process_index=1, rows=[1, 2, 5, 6])
   assert (data.train_tokens, data.val_tokens) == (4000, 1000)
   ids_T = np.frombuffer(text.encode(), np.uint8).astype(np.int32)
   val = data.val_batches(2)
-  # Process 1 of 2 owns rows 4..7 of each global batch: val windows 4..7, 12..15.
-  np.testing.assert_array_equal(val[0]['inputs'][0], ids_T[4000 + 4 * W:4000 + 4 * W + L])
-  np.testing.assert_array_equal(val[1]['targets'][3], ids_T[4000 + 15 * W + 1:4000 + 16 * W])
+  # Rows 1, 2, 5, 6 of each global batch of 8: val windows 1, 2, 5, 6 and 9, 10, 13, 14.
+  np.testing.assert_array_equal(val[0]['inputs'][0], ids_T[4000 + 1 * W:4000 + 1 * W + L])
+  np.testing.assert_array_equal(val[0]['inputs'][2], ids_T[4000 + 5 * W:4000 + 5 * W + L])
+  np.testing.assert_array_equal(val[1]['targets'][3], ids_T[4000 + 14 * W + 1:4000 + 15 * W])
   train_NxW = ids_T[:4000 // W * W].reshape(-1, W)  # train is the head of the stream
   batch = next(data.train_iter)
   assert batch['inputs'].shape == (4, L)

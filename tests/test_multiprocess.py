@@ -1,16 +1,19 @@
 """Multi-process runs through jax.distributed, 2 CPU processes on this machine.
 
 Two processes x 4 CPU devices (gloo collectives) train the same steps as one
-process x 8 devices; the checkpoint they write restores in one process (8
-devices or 1); a process whose peer never starts exits with a clear message
-within its initialization timeout. Every process runs under `timeout`: a
-multi-process job that loses a member must not hang the suite.
+process x 8 devices, through the CLI on fsdp=8 and, in one session per side
+(tests/multiprocess_meshes.py), on meshes where tensor, sequence or stage span
+the processes; the checkpoint they write restores in one process (8 devices or
+1); a process whose peer never starts exits with a clear message within its
+initialization timeout. Every process runs under `timeout`: a multi-process job
+that loses a member must not hang the suite.
 """
 
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -19,6 +22,7 @@ import pytest
 
 from lm_jax import distributed
 from lm_jax.metrics.writers import read_jsonl
+from tests import multiprocess_meshes
 from tests.run_helpers import QUICK, ROOT, cli_env, lm_jax_cmd, tiny_overrides
 
 N = 3           # checkpoint every N steps, train 2N
@@ -47,9 +51,9 @@ def _dist_flags(port, n, i, devices, timeout=LIMIT_S):
           f'--config.distributed.initialization_timeout={timeout}']
 
 
-def _start(args, log_path, devices, limit=LIMIT_S):
-  """Starts `lm-jax ARGS` under `timeout`, stdout and stderr to log_path.*."""
-  cmd = ['timeout', '-k', '10', str(limit), *lm_jax_cmd(*args)]
+def _start(args, log_path, devices, limit=LIMIT_S, cmd=None):
+  """Starts `lm-jax ARGS` (or `cmd`) under `timeout`, stdout and stderr to log_path.*."""
+  cmd = ['timeout', '-k', '10', str(limit), *(cmd or lm_jax_cmd(*args))]
   out = open(log_path + '.out', 'w')
   err = open(log_path + '.err', 'w')
   proc = subprocess.Popen(cmd, env=cli_env(devices), cwd=ROOT, stdout=out, stderr=err)
@@ -57,9 +61,9 @@ def _start(args, log_path, devices, limit=LIMIT_S):
   return proc
 
 
-def _finish(proc):
+def _finish(proc, limit=LIMIT_S):
   """Waits; returns (returncode, stdout, stderr)."""
-  proc.wait(timeout=LIMIT_S + 30)
+  proc.wait(timeout=limit + 30)
   out, err, path = proc.logs
   out.close()
   err.close()
@@ -135,6 +139,51 @@ def test_two_process_checkpoint_is_one_checkpoint(runs):
   assert 'metadata' in files and not any(f.startswith('process_') for f in files)
   # Read here, in one process with 8 devices: the params equal the reference's.
   _assert_close_trees(_params(runs['ref'], N), _params(runs['mp'], N))
+
+
+MESHES_LIMIT_S = 900  # per process: 5 meshes (init + step + 2 evals compiled); 593 s seen at load 12
+
+
+@pytest.fixture(scope='module')
+def mesh_runs(tmp_path_factory):
+  """tests/multiprocess_meshes.py in 1 process x 8 devices (the references) and in 2 x 4
+  (the meshes), at once."""
+  base = tmp_path_factory.mktemp('meshes')
+  worker = [sys.executable, os.path.join(ROOT, 'tests', 'multiprocess_meshes.py')]
+  port = _free_port()
+  start = time.time()
+  procs = [_start(None, str(base / 'ref'), 8, MESHES_LIMIT_S, [*worker, str(base / 'ref')])]
+  procs += [_start(None, str(base / f'mp{i}'), 4, MESHES_LIMIT_S,
+                   [*worker, str(base / 'mp'), str(port), '2', str(i), '4'])
+            for i in range(2)]
+  results = [_finish(p, MESHES_LIMIT_S) for p in procs]
+  for rc, _, err in results:
+    assert rc == 0, err[-4000:]
+  print(f'{len(multiprocess_meshes.MESHES)} meshes, reference + 2-process sessions: '
+        f'{time.time() - start:.0f} s')
+  return {'base': base, 'out': [r[1] for r in results]}
+
+
+@pytest.mark.parametrize('mesh', list(multiprocess_meshes.MESHES))
+def test_two_processes_match_one_process_on_every_mesh(mesh_runs, mesh):
+  """Each process loads the rows its devices hold (all of them when tensor, sequence or
+  stage spans the processes): train and eval losses equal the 1-process run's."""
+  ref = read_jsonl(os.path.join(mesh_runs['base'], 'ref', multiprocess_meshes.reference_of(mesh),
+                                'metrics.jsonl'))
+  got = read_jsonl(os.path.join(mesh_runs['base'], 'mp', mesh, 'metrics.jsonl'))
+  keys = ('train/loss', 'eval/loss') if mesh in multiprocess_meshes.EVALUATED else ('train/loss',)
+  for key in keys:
+    want = {r['step']: r[key] for r in ref if key in r}
+    have = {r['step']: r[key] for r in got if key in r}
+    assert sorted(want) == sorted(have) and want, (key, want, have)
+    for step in want:
+      assert have[step] == pytest.approx(want[step], rel=1e-5), (key, step)
+
+
+def test_interleaved_devices_get_every_other_row(mesh_runs):
+  for i, out in enumerate(mesh_runs['out'][1:]):
+    rows = list(range(i, 8, 2))
+    assert f'interleaved rows ok: process {i} holds rows {rows}' in out
 
 
 RESUMES = {'1x8': (8, {}), '1x1': (1, {'mesh.fsdp': 1})}  # processes x devices

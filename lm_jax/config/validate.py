@@ -140,8 +140,7 @@ def resolve_mesh_shape(mesh_cfg, device_count: int) -> dict:
   return sizes
 
 
-def validate(config: ml_collections.ConfigDict, *, device_count: int,
-             process_count: int = 1) -> None:
+def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
   """Raises ConfigError for the first invalid value in `config`; returns None if all is well."""
   _check_schema(config)
   m, d, o, t = config.model, config.data, config.optimizer, config.train
@@ -203,9 +202,6 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
     _fail('train.eval_every', t.eval_every,
           'evaluation needs a validation split but config.data.val_fraction=0; set '
           'val_fraction > 0 or train.eval_every=0 (no evaluation)')
-  if process_count < 1 or t.global_batch_size % process_count:
-    _fail('train.global_batch_size', t.global_batch_size,
-          f'not divisible by the {process_count} processes (each loads an equal share)')
 
   # --- mesh and sharding
   shape = resolve_mesh_shape(config.mesh, device_count)

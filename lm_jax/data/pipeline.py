@@ -9,17 +9,19 @@ is cut into non-overlapping windows of seq_len + 1 tokens; inputs = w[:-1],
 targets = w[1:].
 
 Train order: grain shuffles window indices (a fresh permutation every epoch)
-and batches `global_batch_size` of them; process p of P reads only rows
-[p*B/P, (p+1)*B/P), so the global batch does not depend on the process count.
-The iterator's state is one integer (the next global batch index), so
-`get_state()` / `set_state()` resume exactly, and a checkpoint written with P
-processes is meaningful with any other P.
+and batches `global_batch_size` of them; a process reads only the `rows` of
+each global batch that its devices hold (the caller derives them from the
+batch sharding: a share, all of them, or a non-contiguous set), so the global
+batch does not depend on the process count or the mesh. The iterator's state
+is one integer (the next global batch index), so `get_state()` / `set_state()`
+resume exactly, and a checkpoint written with P processes is meaningful with
+any other P.
 """
 
 import dataclasses
 import functools
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from absl import logging
 import grain
@@ -65,30 +67,31 @@ def split_bounds(num_tokens: int, val_fraction: float, test_fraction: float) -> 
           int(num_tokens * (1.0 - test_fraction)))
 
 
-def _rows_to_batch(windows: list[np.ndarray], lo: int, hi: int) -> Batch:
-  """Stacks windows[lo:hi] ([b, L+1]) into an (inputs, targets, weights) batch."""
-  windows_BxW = np.stack(windows[lo:hi])
+def _rows_to_batch(windows: list[np.ndarray]) -> Batch:
+  """Stacks windows ([b, L+1]) into an (inputs, targets, weights) batch."""
+  windows_BxW = np.stack(windows)
   return {
       'inputs': np.ascontiguousarray(windows_BxW[:, :-1]),
       'targets': np.ascontiguousarray(windows_BxW[:, 1:]),
-      'weights': np.ones((hi - lo, windows_BxW.shape[1] - 1), dtype=np.float32),
+      'weights': np.ones((len(windows), windows_BxW.shape[1] - 1), dtype=np.float32),
   }
 
 
-def _read_rows(windows: 'Windows', indices: list[int], lo: int, hi: int) -> Batch:
-  """Reads windows indices[lo:hi] (this process's rows of a global batch) into a batch."""
-  return _rows_to_batch([windows[i] for i in indices[lo:hi]], 0, hi - lo)
+def _read_rows(windows: 'Windows', indices: list[int], rows: tuple[int, ...]) -> Batch:
+  """Reads windows indices[r] for r in rows (this process's rows of a global batch)."""
+  return _rows_to_batch([windows[indices[r]] for r in rows])
 
 
-def _process_rows(global_batch_size: int, process_index: int, process_count: int) -> tuple[int, int]:
-  """Returns the [lo, hi) rows of each global batch that this process owns."""
-  if global_batch_size % process_count:
-    raise ValueError(f'global batch size {global_batch_size} is not divisible by '
-                     f'process count {process_count}')
-  if not 0 <= process_index < process_count:
-    raise ValueError(f'process_index {process_index} not in [0, {process_count})')
-  per_process = global_batch_size // process_count
-  return process_index * per_process, (process_index + 1) * per_process
+def _checked_rows(rows: Sequence[int] | None, global_batch_size: int) -> tuple[int, ...]:
+  """`rows` (None: all) as increasing, distinct row indices in [0, global_batch_size)."""
+  if rows is None:
+    return tuple(range(global_batch_size))
+  rows = tuple(int(r) for r in rows)
+  if not rows or any(b <= a for a, b in zip(rows, rows[1:])) \
+      or not 0 <= rows[0] <= rows[-1] < global_batch_size:
+    raise ValueError(f'rows must be increasing, distinct indices in [0, {global_batch_size}) '
+                     f'(a global batch of {global_batch_size}); got {list(rows)}')
+  return rows
 
 
 def _shuffle_seed(seed: int) -> int:
@@ -99,9 +102,10 @@ def _shuffle_seed(seed: int) -> int:
 
 
 def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, seed: int,
-                  process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
-  """Returns the infinite, shuffled (reshuffled each epoch) dataset of this process's batches."""
-  lo, hi = _process_rows(global_batch_size, process_index, process_count)
+                  rows: Sequence[int] | None = None) -> grain.MapDataset:
+  """Returns the infinite, shuffled (reshuffled each epoch) dataset of this process's batches:
+  rows `rows` (increasing global row indices; None: all) of each global batch."""
+  rows = _checked_rows(rows, global_batch_size)
   windows = Windows(tokens_T, seq_len)
   if len(windows) < global_batch_size:
     raise ValueError(
@@ -113,7 +117,7 @@ def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, se
   # shuffle before repeat: index i of epoch e maps through permutation seed+e.
   ds = ds.shuffle(seed=_shuffle_seed(seed)).repeat()
   return ds.batch(global_batch_size, drop_remainder=True,
-                  batch_fn=functools.partial(_read_rows, windows, lo=lo, hi=hi))
+                  batch_fn=functools.partial(_read_rows, windows, rows=rows))
 
 
 def train_iterator(dataset: grain.MapDataset, prefetch: int) -> grain.DatasetIterator:
@@ -129,10 +133,10 @@ _SPLIT_NAMES = {'val': 'validation', 'test': 'test'}
 
 
 def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_batches: int,
-                process_index: int = 0, process_count: int = 1,
-                split: str = 'val') -> list[Batch]:
-  """Returns the first min(num_batches, available) batches of a held-out split, in order."""
-  lo, hi = _process_rows(global_batch_size, process_index, process_count)
+                rows: Sequence[int] | None = None, split: str = 'val') -> list[Batch]:
+  """Returns rows `rows` (None: all) of the first min(num_batches, available) batches of
+  a held-out split, in order."""
+  rows = _checked_rows(rows, global_batch_size)
   windows = Windows(tokens_T, seq_len)
   available = len(windows) // global_batch_size
   if available < 1:
@@ -144,18 +148,15 @@ def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_
   if num_batches > available:
     logging.warning('data: asked for %d %s batches, the split holds %d',
                     num_batches, _SPLIT_NAMES[split], available)
-  batches = []
-  for k in range(min(num_batches, available)):
-    rows = [windows[k * global_batch_size + r] for r in range(lo, hi)]
-    batches.append(_rows_to_batch(rows, 0, len(rows)))
-  return batches
+  return [_rows_to_batch([windows[k * global_batch_size + r] for r in rows])
+          for k in range(min(num_batches, available))]
 
 
 @dataclasses.dataclass
 class Data:
   """Everything the loop needs from the data side."""
   tokenizer: tokenizers.Tokenizer
-  train_iter: grain.DatasetIterator      # yields process-local batches; get_state/set_state
+  train_iter: grain.DatasetIterator      # yields this process's rows; get_state/set_state
   val_batches: Callable[[int], list[Batch]]   # num_batches -> the first validation batches
   test_batches: Callable[[int], list[Batch]]  # num_batches -> the first test batches
   train_tokens: int
@@ -171,9 +172,10 @@ def default_cache_dir(run_dir: str) -> str:
 
 
 def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str,
-               process_index: int = 0, process_count: int = 1,
+               process_index: int = 0, rows: Sequence[int] | None = None,
                resuming: bool = False, allow_new_data: bool = False) -> Data:
-  """Builds tokenizer, train iterator and held-out batches from the `data` config.
+  """Builds tokenizer, train iterator and held-out batches from the `data` config; the
+  batches hold rows `rows` (increasing global row indices; None: all) of each global batch.
 
   `resuming`: the run directory has a checkpoint, so its tokenizer is kept
   (see run_tokenizer.py); `allow_new_data` lets it be kept for a changed corpus.
@@ -195,11 +197,9 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str,
                                     data_cfg.test_fraction)
   train_T, val_T, test_T = tokens_T[:train_end], tokens_T[train_end:val_end], tokens_T[val_end:]
 
-  dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed,
-                          process_index, process_count)
+  dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed, rows)
   held_out = {split: functools.partial(val_batches, tokens, data_cfg.seq_len, global_batch_size,
-                                       process_index=process_index,
-                                       process_count=process_count, split=split)
+                                       rows=rows, split=split)
               for split, tokens in (('val', val_T), ('test', test_T))}
   for split in ('val', 'test'):
     if data_cfg[f'{split}_fraction'] > 0:
