@@ -1,6 +1,6 @@
 """Orbax checkpoints of a run: train state, data iterator position and config.
 
-Layout: <run_dir>/checkpoints/<step>/{state, data_iter, config}. In a
+Layout: <run_dir>/checkpoints/<step>/{state, data_iter, config, loop}. In a
 multi-process run every process calls save and restore with the same
 directory: each writes its own shards of the state, process 0 alone writes the
 JSON items (data_iter: the global batch position; config), so a checkpoint
@@ -9,8 +9,14 @@ each step into a temporary directory and renames it when complete, so a crash
 mid-save leaves the previous step as the latest good checkpoint. Restoring
 takes abstract arrays carrying the *current* mesh's shardings, so a run saved
 on one mesh resumes on another.
+
+Which steps stay: the last `checkpoint.keep`, plus the step given to
+`set_best_step` (the loop's best evaluation), which garbage collection never
+deletes. The `loop` item holds the loop's own state (best evaluation, early
+stopping), so a resumed run finds the best step again.
 """
 
+import dataclasses
 import os
 from typing import Any
 
@@ -28,6 +34,7 @@ from lm_jax.train.state import TrainState
 _RUNTIME_MODEL_KEYS = ('dropout', 'attention', 'remat', 'dtype')
 _SHAPE_DATA_KEYS = ('tokenizer', 'bpe_vocab_size', 'source')
 _SHAPE_MESH_KEYS = ('stage',)  # pipelined params are stacked [stage, ...]
+LOOP_ITEM = 'loop'
 
 
 def _state_tree(state: TrainState) -> dict:
@@ -36,13 +43,26 @@ def _state_tree(state: TrainState) -> dict:
           'opt_state': state.opt_state, 'rng': state.rng}
 
 
+@dataclasses.dataclass
+class _KeepStep:
+  """Orbax preservation policy: keeps the one step it is set to (None: none)."""
+  step: int | None = None
+
+  def should_preserve(self, checkpoints, *, context) -> list[bool]:
+    del context
+    return [info.step == self.step for info in checkpoints]
+
+
 class Checkpointer:
   """Saves and restores one run's checkpoints (all processes call every method)."""
 
   def __init__(self, run_dir: str, ckpt_cfg: ml_collections.ConfigDict):
     self.directory = os.path.join(os.path.abspath(run_dir), 'checkpoints')
+    self._best = _KeepStep()
+    keep = ocp.checkpoint_managers.AnyPreservationPolicy(
+        [ocp.checkpoint_managers.LatestN(n=ckpt_cfg.keep), self._best])
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=ckpt_cfg.keep, create=True,
+        preservation_policy=keep, create=True,
         enable_async_checkpointing=ckpt_cfg.async_save)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
@@ -53,10 +73,13 @@ class Checkpointer:
     return list(self.manager.all_steps())
 
   def save(self, state: TrainState, train_iter: grain.DatasetIterator | None,
-           config: ml_collections.ConfigDict, force: bool = False) -> bool:
+           config: ml_collections.ConfigDict, force: bool = False,
+           loop_state: dict[str, Any] | None = None) -> bool:
     """Starts an (async) save of `state` at its step; returns whether it saved."""
     items = {'state': ocp.args.StandardSave(_state_tree(state)),
              'config': ocp.args.JsonSave(config.to_dict())}
+    if loop_state is not None:
+      items[LOOP_ITEM] = ocp.args.JsonSave(loop_state)
     if train_iter is not None:
       items['data_iter'] = data_ckpt.iterator_save_args(train_iter)
     return self.manager.save(int(jax.device_get(state.step)),
@@ -89,6 +112,22 @@ class Checkpointer:
     restored = self.manager.restore(
         step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return restored['config']
+
+  def saved_loop_state(self, step: int) -> dict[str, Any] | None:
+    """The loop's state saved with `step`; None for checkpoints without one."""
+    if not os.path.isdir(os.path.join(self.directory, str(step), LOOP_ITEM)):
+      return None
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(**{LOOP_ITEM: ocp.args.JsonRestore()}))
+    return restored[LOOP_ITEM]
+
+  def set_best_step(self, step: int | None):
+    """Marks `step` as the best checkpoint: kept beside the last `keep`."""
+    self._best.step = step
+
+  def reload(self):
+    """Re-reads the step list (after a step directory was moved away)."""
+    self.manager.reload()
 
   def wait(self):
     """Blocks until pending async saves are on disk."""
