@@ -96,9 +96,13 @@ def _ocdbt_short_file(db_dir: str) -> tuple[str, str] | None:
   missing or shorter than the reference needs; None if every one is whole."""
   kv = ts.KvStore.open({'driver': 'file', 'path': os.path.join(db_dir, '')}).result()
 
-  def short(location: str):  # 'value:<base>:<file>:<offset>:<length>' (btreenode: too)
-    _, base, name, offset, length = location.split(':')
-    path, need = os.path.join(db_dir, base, name), int(offset) + int(length)
+  def file_of(location: str) -> str:  # '<kind>:<base>:<file>:<offset>:<length>'
+    _, base, name, _, _ = location.split(':')
+    return os.path.join(db_dir, base, name)
+
+  def short(location: str):
+    path, (offset, length) = file_of(location), location.split(':')[3:]
+    need = int(offset) + int(length)
     if not os.path.isfile(path):
       return path, 'missing'
     if os.path.getsize(path) < need:
@@ -109,7 +113,11 @@ def _ocdbt_short_file(db_dir: str) -> tuple[str, str] | None:
     found = short(location)
     if found:
       return found
-    for entry in ts.ocdbt.dump(kv, location).result()['entries']:
+    try:
+      entries = ts.ocdbt.dump(kv, location).result()['entries']
+    except Exception as e:  # pylint: disable=broad-except  (a b-tree node that does not decode)
+      return file_of(location), str(e).splitlines()[0][:300]
+    for entry in entries:
       for ref in entry.values():
         if isinstance(ref, str) and ref.startswith('value:'):
           found = short(ref)
@@ -138,7 +146,10 @@ def find_damage(step_dir: str, error: BaseException) -> tuple[str, str] | None:
   damage = _unparsable_json(step_dir) or _file_error(step_dir, error)
   if damage and os.path.isfile(os.path.join(damage[0], 'manifest.ocdbt')):
     # TensorStore names the database, not the file: find the one cut short.
-    short = _ocdbt_short_file(damage[0])
+    try:
+      short = _ocdbt_short_file(damage[0])
+    except Exception:  # pylint: disable=broad-except  (then the database is named)
+      short = None
     if short:
       return short[0], f'{short[1]} ({damage[1]})'
   return damage
@@ -151,6 +162,7 @@ def set_aside(ckpt: Checkpointer, step: int) -> str:
   while os.path.exists(target):  # damaged twice at the same step: keep both
     n += 1
     target = os.path.join(target_dir, f'{step}.{n}')
+  _sync(f'lm_jax judged {step}')  # no process still reads what process 0 moves
   if jax.process_index() == 0:
     try:
       os.makedirs(target_dir, exist_ok=True)
@@ -160,11 +172,15 @@ def set_aside(ckpt: Checkpointer, step: int) -> str:
           f'checkpoint {step} in {ckpt.directory} is damaged and could not be '
           f'moved to {target} ({e.strerror}); move or remove it yourself, then '
           'run again to resume from the previous checkpoint') from e
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(f'lm_jax set aside {step}')
+  _sync(f'lm_jax set aside {step}')
   ckpt.reload()
   return target
+
+
+def _sync(name: str):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
 
 
 def read_step(ckpt: Checkpointer, step: int, read: Callable[[int], T]) -> T:

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from lm_jax.checkpoint_recovery import set_aside
+from lm_jax.checkpoint_recovery import newest_readable, set_aside
 from tests.run_helpers import (QUICK, assert_same_tree, logged_train_losses, run_cli,
                                saved_params, tiny_overrides)
 
@@ -165,3 +165,16 @@ def test_a_step_damaged_twice_keeps_both_copies(tmp_path):
   assert (damaged / '7.1' / 'f').read_text() == 'second'
   assert not os.path.exists(os.path.join(ckpt.directory, '7'))
   assert ckpt.reloads == 2
+
+
+def test_an_error_that_no_file_explains_is_raised_not_taken_for_damage(pristine_run):
+  ckpt = _FakeCheckpointer(os.path.join(pristine_run, 'checkpoints'))
+  ckpt.all_steps = lambda: [N, 2 * N]
+
+  def read(step):
+    raise RuntimeError(f'a bug, not damage, at {step}')
+
+  with pytest.raises(RuntimeError, match=f'a bug, not damage, at {2 * N}'):
+    newest_readable(ckpt, read, move=True)
+  assert sorted(os.listdir(os.path.join(pristine_run, 'checkpoints'))) == \
+         sorted([str(N), str(2 * N)])
