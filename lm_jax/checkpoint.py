@@ -1,6 +1,6 @@
 """Orbax checkpoints of a run: train state, data iterator position, config, data fingerprint.
 
-Layout: <run_dir>/checkpoints/<step>/{state, data_iter, config, data_fingerprint}. In a
+Layout: <run_dir>/checkpoints/<step>/{state, data_iter, config, data_fingerprint, loop}. In a
 multi-process run every process calls save and restore with the same
 directory: each writes its own shards of the state, process 0 alone writes the
 JSON items (data_iter: the global batch position; config), so a checkpoint
@@ -13,8 +13,14 @@ on one mesh resumes on another.
 Before resuming, `check_resumable` refuses another model and
 `check_data_resumable` refuses other data (lm_jax/data/fingerprint.py: what the
 saved iterator position and the trained-on text depend on).
+
+Which steps stay: the last `checkpoint.keep`, plus the step given to
+`set_best_step` (the loop's best evaluation), which garbage collection never
+deletes. The `loop` item holds the loop's own state (best evaluation, early
+stopping), so a resumed run finds the best step again.
 """
 
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -41,6 +47,17 @@ def has_checkpoint(run_dir: str) -> bool:
   """Whether <run_dir>/checkpoints holds a finished step (Orbax names those by the step alone)."""
   directory = os.path.join(run_dir, 'checkpoints')
   return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
+LOOP_ITEM = 'loop'
+
+
+@dataclasses.dataclass
+class _KeepStep:
+  """Orbax preservation policy: keeps the one step it is set to (None: none)."""
+  step: int | None = None
+
+  def should_preserve(self, checkpoints, *, context) -> list[bool]:
+    del context
+    return [info.step == self.step for info in checkpoints]
 
 
 class Checkpointer:
@@ -50,8 +67,11 @@ class Checkpointer:
                data_fingerprint: dict | None = None):
     self.directory = os.path.join(os.path.abspath(run_dir), 'checkpoints')
     self.data_fingerprint = data_fingerprint  # saved with every checkpoint, if given
+    self._best = _KeepStep()
+    keep = ocp.checkpoint_managers.AnyPreservationPolicy(
+        [ocp.checkpoint_managers.LatestN(n=ckpt_cfg.keep), self._best])
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=ckpt_cfg.keep, create=True,
+        preservation_policy=keep, create=True,
         enable_async_checkpointing=ckpt_cfg.async_save)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
@@ -62,10 +82,13 @@ class Checkpointer:
     return list(self.manager.all_steps())
 
   def save(self, state, train_iter: grain.DatasetIterator | None,
-           config: ml_collections.ConfigDict, force: bool = False) -> bool:
+           config: ml_collections.ConfigDict, force: bool = False,
+           loop_state: dict[str, Any] | None = None) -> bool:
     """Starts an (async) save of `state` at its step; returns whether it saved."""
     items = {'state': ocp.args.StandardSave(state.to_tree()),
              'config': ocp.args.JsonSave(config.to_dict())}
+    if loop_state is not None:
+      items[LOOP_ITEM] = ocp.args.JsonSave(loop_state)
     if train_iter is not None:
       items['data_iter'] = data_ckpt.iterator_save_args(train_iter)
     if self.data_fingerprint is not None:
@@ -106,6 +129,22 @@ class Checkpointer:
     restored = self.manager.restore(
         step, args=ocp.args.Composite(**{FINGERPRINT_ITEM: ocp.args.JsonRestore()}))
     return restored[FINGERPRINT_ITEM]
+
+  def saved_loop_state(self, step: int) -> dict[str, Any] | None:
+    """The loop's state saved with `step`; None for checkpoints without one."""
+    if not os.path.isdir(os.path.join(self.directory, str(step), LOOP_ITEM)):
+      return None
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(**{LOOP_ITEM: ocp.args.JsonRestore()}))
+    return restored[LOOP_ITEM]
+
+  def set_best_step(self, step: int | None):
+    """Marks `step` as the best checkpoint: kept beside the last `keep`."""
+    self._best.step = step
+
+  def reload(self):
+    """Re-reads the step list (after a step directory was moved away)."""
+    self.manager.reload()
 
   def wait(self):
     """Blocks until pending async saves are on disk."""

@@ -1,7 +1,7 @@
 """`lm-jax` command line: train | eval.
 
   lm-jax train --config configs/quickstart.py [--config.train.steps=100 ...]
-  lm-jax eval  --config configs/quickstart.py [--step N] [--split val|test]
+  lm-jax eval  --config configs/quickstart.py [--step N|best] [--split val|test]
 
 User mistakes (config, data paths, incompatible checkpoints) print one
 message and exit 2; a diverged run exits 1 and keeps its last good checkpoint.
@@ -22,7 +22,7 @@ COMMANDS = ('train', 'eval', 'plan')
 USAGE = '''usage: lm-jax {train,eval,plan} --config CONFIG.py[:arg] [--config.a.b=value ...]
 
   train   train (or resume, if the run directory has checkpoints)
-  eval    evaluate a checkpoint ([--step N], default latest) on the validation split,
+  eval    evaluate a checkpoint ([--step N|best], default latest) on the validation split,
           or on the test split with --split test (never read during training)
   plan    choose mesh, remat and microbatches for --devices N --device KIND (no data needed)'''
 
@@ -55,11 +55,15 @@ def _train(config, rest):
 
 def _eval(config, rest):
   parser = argparse.ArgumentParser(prog='lm-jax eval', add_help=False)
-  parser.add_argument('--step', type=int, default=None)
+  parser.add_argument('--step', default=None)
   parser.add_argument('--split', default='val')
   args, unknown = parser.parse_known_args(rest)
   if unknown:
     raise ConfigError(f'unknown arguments for eval: {" ".join(unknown)}\n{USAGE}')
+  if args.step is not None and args.step != 'best':
+    if not args.step.isdigit():
+      raise ConfigError(f'--step {args.step}: give a step number or best')
+    args.step = int(args.step)
   distributed.initialize(config.distributed)
   from lm_jax.evaluate import evaluate_checkpoint
   print(json.dumps(evaluate_checkpoint(config, args.step, args.split), indent=1,

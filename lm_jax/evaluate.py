@@ -76,10 +76,13 @@ def eval_metrics(metric_sums: dict, weight_sum: float, byte_sum: int) -> dict[st
   return metrics
 
 
-def evaluate_checkpoint(config, step: int | None = None, split: str = 'val') -> dict[str, float]:
-  """Restores a run's checkpoint (latest, or `step`) and evaluates it on `split`."""
+def evaluate_checkpoint(config, step: int | str | None = None,
+                        split: str = 'val') -> dict[str, float]:
+  """Restores a run's checkpoint (the newest intact one, `step`, or 'best': the best
+  evaluation the run recorded) and evaluates it on `split`."""
   # pylint: disable=g-import-not-at-top
   from lm_jax.checkpoint import Checkpointer, check_data_resumable, check_resumable
+  from lm_jax import checkpoint_recovery as recovery
   from lm_jax.config.loader import ConfigError
   from lm_jax.run import build_run
   if split not in SPLITS:
@@ -89,19 +92,47 @@ def evaluate_checkpoint(config, step: int | None = None, split: str = 'val') -> 
                       f'{split} split; evaluate another split or set data.{split}_fraction')
   run = build_run(config)
   ckpt = Checkpointer(config.logging.run_dir, config.checkpoint)
-  if ckpt.latest_step() is None:
+  if not ckpt.all_steps():
     raise ConfigError(f'no checkpoint to evaluate in {ckpt.directory} '
                       f'(config.logging.run_dir={config.logging.run_dir!r})')
-  step = ckpt.latest_step() if step is None else step
-  if step not in ckpt.all_steps():
-    raise ConfigError(f'--step {step}: no such checkpoint in {ckpt.directory}; '
-                      f'saved steps: {ckpt.all_steps()}')
-  saved_config = ckpt.saved_config(step)
-  check_resumable(saved_config, config)
-  # Other data than the checkpoint's could put trained-on text in the held-out split.
-  check_data_resumable(ckpt.saved_data_fingerprint(step), saved_config,
-                       run.data.fingerprint, config)
-  state = ckpt.restore(run.built.abstract_state(), None, step=step)
+
+  def read(s):
+    saved_config = ckpt.saved_config(s)
+    check_resumable(saved_config, config)
+    # Other data than the checkpoint's could put trained-on text in the held-out split.
+    check_data_resumable(ckpt.saved_data_fingerprint(s), saved_config,
+                         run.data.fingerprint, config)
+    return ckpt.restore(run.built.abstract_state(), None, step=s)
+
+  asked = step
+  if step == 'best':
+    step = _best_step(ckpt)
+  if step is None:
+    step, state = recovery.newest_readable(ckpt, read, move=False)
+  else:
+    if step not in ckpt.all_steps():
+      raise ConfigError(f'--step {asked}: no checkpoint of step {step} in '
+                        f'{ckpt.directory}; saved steps: {ckpt.all_steps()}')
+    try:
+      state = recovery.read_step(ckpt, step, read)
+    except recovery.DamagedCheckpoint as e:
+      raise ConfigError(f'--step {asked}: {e}. Give another --step (saved: '
+                        f'{ckpt.all_steps()}) or none for the newest intact '
+                        'checkpoint') from e
   metrics = make_evaluator(run, split)(state)
   ckpt.close()
   return {'step': step, 'split': split, **metrics}
+
+
+def _best_step(ckpt) -> int:
+  """The best evaluation's step, as recorded in the newest readable checkpoint."""
+  from lm_jax import checkpoint_recovery as recovery
+  from lm_jax.config.loader import ConfigError
+  step, loop_state = recovery.newest_readable(ckpt, ckpt.saved_loop_state,
+                                              move=False)
+  if not loop_state or loop_state.get('best_step') is None:
+    raise ConfigError(
+        f'--step best: checkpoint {step} in {ckpt.directory} records no best '
+        'evaluation (the run evaluated nothing, train.eval_every=0, or an older '
+        'lm_jax saved it); give --step N')
+  return loop_state['best_step']

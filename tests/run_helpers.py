@@ -34,3 +34,29 @@ def run_cli(*args, devices: int = 1, timeout: int = 240):
   """Runs `lm-jax ARGS` to completion; returns the CompletedProcess."""
   return subprocess.run(lm_jax_cmd(*args), env=cli_env(devices), cwd=ROOT,
                         capture_output=True, text=True, timeout=timeout)
+
+
+def saved_params(run_dir, step):
+  """(params, opt_state) of <run_dir>/checkpoints/<step>, read with plain Orbax."""
+  import orbax.checkpoint as ocp
+  path = os.path.join(run_dir, 'checkpoints', str(step), 'state')
+  tree = ocp.StandardCheckpointer().restore(path)
+  return tree['params'], tree['opt_state']
+
+
+def logged_train_losses(run_dir):
+  """{step: train/loss} from metrics.jsonl; a resumed step's row overwrites."""
+  from lm_jax.metrics.writers import read_jsonl
+  return {row['step']: row['train/loss']
+          for row in read_jsonl(os.path.join(run_dir, 'metrics.jsonl'))
+          if 'train/loss' in row}
+
+
+def assert_same_tree(a, b):
+  """Every leaf of `a` equals the matching leaf of `b` exactly."""
+  import jax
+  import numpy as np
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
+                                  err_msg=jax.tree_util.keystr(path))

@@ -85,6 +85,9 @@ def base_config() -> ml_collections.ConfigDict:
       eval_every=200,
       eval_batches=8,
       log_every=10,
+      early_stop_metric='loss',   # eval metric for early stopping and the best checkpoint: loss | perplexity | bits_per_byte (lower is better)
+      early_stop_patience=0,      # stop after this many evaluations in a row without improvement (0: never)
+      early_stop_min_delta=0.0,   # an improvement must lower the metric by more than this
   ))
 
   c.objective = ml_collections.ConfigDict(dict(
@@ -116,6 +119,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict(dict(
       every=500,               # save every N steps (0: only at the end)
       keep=3,                  # keep the last N checkpoints
+      keep_best=True,          # also keep the best evaluation's checkpoint (saved when an eval finds a new best)
       async_save=True,
       # Resume on data other than the checkpoint's (corpus content, split, seq_len, batch,
       # seed, max_bytes): keeps params, optimizer state and step; the data iterator

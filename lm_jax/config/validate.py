@@ -24,6 +24,8 @@ CHOICES = {
     'optimizer.name': ('adamw',),
     'optimizer.schedule': ('cosine', 'linear', 'constant'),
     'mesh.rules': ('auto', 'dp', 'fsdp', 'tp', 'fsdp_tp'),
+    # The metrics of lm_jax.evaluate.eval_metrics; all are lower-is-better.
+    'train.early_stop_metric': ('loss', 'perplexity', 'bits_per_byte'),
 }
 
 POSITIVE_INTS = (
@@ -36,7 +38,7 @@ POSITIVE_INTS = (
 NON_NEGATIVE_INTS = (
     'model.vocab_size', 'model.num_kv_heads', 'model.head_dim', 'model.mlp_dim',
     'data.max_bytes', 'data.prefetch', 'optimizer.warmup_steps', 'optimizer.decay_steps',
-    'train.eval_every', 'checkpoint.every',
+    'train.eval_every', 'checkpoint.every', 'train.early_stop_patience',
 )
 
 # key -> (low, high, low_inclusive, high_inclusive); None = unbounded.
@@ -58,6 +60,7 @@ FLOAT_RANGES = {
     'optimizer.grad_clip': (0.0, None, True, None),
     'objective.z_loss': (0.0, None, True, None),
     'objective.label_smoothing': (0.0, 1.0, True, False),
+    'train.early_stop_min_delta': (0.0, None, True, None),
     'logging.peak_flops_per_device': (0.0, None, True, None),
 }
 
@@ -202,6 +205,10 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
     _fail('train.eval_every', t.eval_every,
           'evaluation needs a validation split but config.data.val_fraction=0; set '
           'val_fraction > 0 or train.eval_every=0 (no evaluation)')
+  if t.early_stop_patience and not t.eval_every:
+    _fail('train.early_stop_patience', t.early_stop_patience,
+          'early stopping counts evaluations but config.train.eval_every=0 (none); '
+          'set train.eval_every > 0 or early_stop_patience=0')
 
   # --- mesh and sharding
   shape = resolve_mesh_shape(config.mesh, device_count)

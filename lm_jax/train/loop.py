@@ -19,12 +19,14 @@ import flax.linen as nn
 import jax
 
 from lm_jax.checkpoint import Checkpointer, check_data_resumable, check_resumable
+from lm_jax.checkpoint_recovery import newest_readable
 from lm_jax.metrics.flops import mfu
 from lm_jax.metrics.hardware import peak_flops_per_device
 from lm_jax.metrics.progress import ProgressBar
 from lm_jax.metrics.writers import MetricsWriter
 from lm_jax.models.pipeline import bubble_fraction
 from lm_jax.run import Run
+from lm_jax.train.early_stopping import MetricWatch
 from lm_jax.train.optimizer import weight_penalty
 from lm_jax.train.step import jit_train_step
 
@@ -68,17 +70,26 @@ def _peak_flops_total(config, device) -> float | None:
   return per_device * jax.device_count()
 
 
-def _initial_state(run: Run, ckpt: Checkpointer):
-  """Restores the latest checkpoint (and data position) or creates a new state."""
-  if ckpt.latest_step() is not None:
-    saved_config = ckpt.saved_config()
+def _initial_state(run: Run, ckpt: Checkpointer, watch: MetricWatch):
+  """Restores the newest intact checkpoint (data position, loop state) or
+  creates a new state; damaged newer checkpoints are set aside."""
+  def read(step):
+    saved_config = ckpt.saved_config(step)
     check_resumable(saved_config, run.config)
-    same_data = check_data_resumable(ckpt.saved_data_fingerprint(), saved_config,
+    same_data = check_data_resumable(ckpt.saved_data_fingerprint(step), saved_config,
                                      run.data.fingerprint, run.config)
+    loop_state = ckpt.saved_loop_state(step)
     # New data (checkpoint.allow_new_data): the iterator stays at batch 0.
-    state = ckpt.restore(run.built.abstract_state(),
-                         run.data.train_iter if same_data else None)
-    logging.info('resumed from step %d in %s', int(state.step), ckpt.directory)
+    train_iter = run.data.train_iter if same_data else None
+    return ckpt.restore(run.built.abstract_state(), train_iter, step), loop_state
+
+  found = newest_readable(ckpt, read, move=True)
+  if found is not None:
+    step, (state, loop_state) = found
+    watch.load(loop_state)
+    if run.config.checkpoint.keep_best:
+      ckpt.set_best_step(watch.best_step)
+    logging.info('resumed from step %d in %s', step, ckpt.directory)
     return state
   return run.built.init_state()
 
@@ -91,7 +102,8 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
   is_primary = jax.process_index() == 0
   os.makedirs(cfg.logging.run_dir, exist_ok=True)
   ckpt = Checkpointer(cfg.logging.run_dir, cfg.checkpoint, run.data.fingerprint)
-  state = _initial_state(run, ckpt)
+  watch = MetricWatch.from_config(cfg.train)
+  state = _initial_state(run, ckpt, watch)
   start_step = int(jax.device_get(state.step))
 
   step_fn = jit_train_step(built.objective, cfg.train.microbatches, built.schedule,
@@ -115,7 +127,8 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
 
   def save(state, force=False):
     nonlocal last_saved
-    if ckpt.save(state, run.data.train_iter, cfg, force=force):
+    if ckpt.save(state, run.data.train_iter, cfg, force=force,
+                 loop_state=watch.state()):
       last_saved = int(jax.device_get(state.step))
 
   def check_finite(metrics, step):
@@ -130,8 +143,12 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
 
   stop = _StopRequest()
   window_start, window_steps = time.perf_counter(), 0
+  if watch.should_stop:
+    logging.warning('the run had stopped at step %d (%s); raise '
+                    'train.early_stop_patience to train on', start_step, watch.reason())
+  end_step = start_step if watch.should_stop else cfg.train.steps
   with stop.installed(), jax.set_mesh(built.mesh), nn.logical_axis_rules(built.rules):
-    for step in range(start_step, cfg.train.steps):
+    for step in range(start_step, end_step):
       batch = run.global_batch(next(run.data.train_iter))
       if step == start_step:
         compile_start = time.perf_counter()
@@ -167,14 +184,24 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
         last_eval = evaluate(state)
         writer.write(done, last_eval, prefix='eval')
         window_start, window_steps = time.perf_counter(), 0
-      if should_save or is_last or stop.signal_name:
+        # A new best is saved now, whatever checkpoint.every says, so it is on
+        # disk; the wait first lets no pending save's cleanup see it unsaved.
+        if watch.observe(done, last_eval) and cfg.checkpoint.keep_best:
+          ckpt.wait()
+          ckpt.set_best_step(done)
+          should_save = True
+      if should_save or is_last or stop.signal_name or watch.should_stop:
         save(state, force=True)
       if stop.signal_name:
         logging.warning('stopped by %s at step %d', stop.signal_name, done)
         break
+      if watch.should_stop:
+        logging.warning('stopped early at step %d: %s', done, watch.reason())
+        break
+    ckpt.close()  # still under the handler: a signal now cannot cut the last save
   progress.close()
-  ckpt.close()
   writer.close()
   return {**{f'train/{k}': v for k, v in last_train.items()},
           **{f'eval/{k}': v for k, v in last_eval.items()},
-          'step': int(jax.device_get(state.step)), 'last_saved_step': last_saved}
+          'step': int(jax.device_get(state.step)), 'last_saved_step': last_saved,
+          'best_step': watch.best_step, 'early_stopped': watch.should_stop}
