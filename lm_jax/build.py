@@ -70,6 +70,11 @@ class Built:
     return state
 
 
+def task_of(config: ml_collections.ConfigDict) -> Task:
+  """The run's batch maker: config.data.task, or the family's default."""
+  return get_task(config.data.task or get_family(config.model.family).tasks[0])
+
+
 def build_mesh(config: ml_collections.ConfigDict, devices=None):
   """(mesh shape, Mesh, rule table) of a validated config on `devices` (default: all)."""
   devices = jax.devices() if devices is None else list(devices)
@@ -88,7 +93,7 @@ def build(config: ml_collections.ConfigDict, vocab_size: int, devices=None,
   validate(config, device_count=len(devices))
   mesh_shape, mesh, rules = mesh or build_mesh(config, devices)
   family = get_family(config.model.family)
-  task = get_task(config.data.task or family.tasks[0])
+  task = task_of(config)
   module, model_cfg = family.build(config.model, vocab_size, config.mesh)
   fns = model_fns(family, module)
   objective = make_objective(config, model_cfg)

@@ -7,7 +7,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lm_jax.build import Built, build, build_mesh
+from lm_jax.build import Built, build, build_mesh, task_of
 from lm_jax.checkpoint import has_checkpoint
 from lm_jax.config.loader import ConfigError
 from lm_jax.config.validate import check_vocab_size, validate
@@ -47,14 +47,15 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     data = build_data(config.data,
                       global_batch_size=config.train.global_batch_size,
                       run_dir=config.logging.run_dir,
+                      task=task_of(config),
                       process_index=jax.process_index(),
                       rows=rows.tolist(),
                       resuming=has_checkpoint(config.logging.run_dir),
                       allow_new_data=config.checkpoint.allow_new_data)
   except ValueError as e:  # bad source path, too little data: the user's to fix
     raise ConfigError(f'config.data: {e}') from e
-  check_vocab_size(config.model, data.tokenizer.kind, data.tokenizer.vocab_size)
-  built = build(config, data.tokenizer.vocab_size, mesh=mesh)
+  check_vocab_size(config.model, data.tokenizer.kind, data.vocab_size)
+  built = build(config, data.vocab_size, mesh=mesh)
   logging.info('mesh %s, rules %s, family %s, task %s', built.mesh_shape,
                config.mesh.rules, built.family.name, built.task.name)
   return Run(built=built, data=data, local_rows=rows)

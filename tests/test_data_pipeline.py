@@ -29,7 +29,7 @@ def window_ids(batch):
 
 def test_windows_reconstruct_the_stream():
   tokens_T = stream(10)
-  windows = pipeline.Windows(tokens_T, L)
+  windows = pipeline.Windows(tokens_T, W)  # W = L + 1 tokens: inputs and shifted targets
   assert len(windows) == 10
   ref_NxW = tokens_T[:10 * W].reshape(10, W)
   np.testing.assert_array_equal(np.concatenate([windows[i] for i in range(10)]), tokens_T[:10 * W])

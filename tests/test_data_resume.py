@@ -16,6 +16,7 @@ from lm_jax.checkpoint import Checkpointer
 from lm_jax.config import ConfigError, apply_overrides, load_config
 from lm_jax.data import pipeline
 from lm_jax.train import loop
+from lm_jax.train.early_stopping import MetricWatch
 from lm_jax.run import build_run
 from tests.run_helpers import QUICK, run_cli, tiny_overrides
 
@@ -113,7 +114,7 @@ def test_allow_new_data_keeps_params_and_step_and_restarts_the_iterator(saved_ru
   flags = {**base, 'data.seed': 7, 'checkpoint.allow_new_data': True}
   run = build_run(_config(run_dir, 2 * N, flags))
   ckpt = Checkpointer(run_dir, run.config.checkpoint, run.data.fingerprint)
-  state = loop._initial_state(run, ckpt)
+  state = loop._initial_state(run, ckpt, MetricWatch.from_config(run.config.train))
   ckpt.close()
   saved = _saved_params(run_dir, N)
   assert int(state.step) == N
@@ -153,6 +154,6 @@ def test_checkpoint_without_fingerprint_is_checked_on_its_config(saved_run, tmp_
     launch.train(_config(copy, 2 * N, {**base, 'data.seq_len': 16}))
   run = build_run(_config(copy, 2 * N, base))
   ckpt = Checkpointer(copy, run.config.checkpoint, run.data.fingerprint)
-  state = loop._initial_state(run, ckpt)  # the same config: resumes, iterator at batch N
+  state = loop._initial_state(run, ckpt, MetricWatch.from_config(run.config.train))  # the same config: resumes, iterator at batch N
   ckpt.close()
   assert int(state.step) == N and run.data.train_iter.get_state() == {'next_index': N}

@@ -118,9 +118,15 @@ def corpus_id(corpus_fp: dict) -> str:
 
 
 def data_fingerprint(data_cfg: Any, global_batch_size: int, tokenizer_identity: str,
-                     corpus_fp: dict) -> dict:
-  """Returns what a checkpoint's iterator position and trained-on text depend on (JSON)."""
-  values = {'data.val_fraction': float(data_cfg.val_fraction),
+                     corpus_fp: dict, task=None) -> dict:
+  """Returns what a checkpoint's iterator position and trained-on text depend on (JSON):
+  the corpus, tokenizer, split, batch order and the task that makes batches (its name
+  and the data keys it reads)."""
+  task_values = {}
+  if task is not None:
+    task_values['data.task'] = task.name
+    task_values.update({f'data.{k}': data_cfg[k] for k in task.config_keys})
+  values = {**task_values, 'data.val_fraction': float(data_cfg.val_fraction),
             'data.test_fraction': float(data_cfg.test_fraction),
             'data.seq_len': int(data_cfg.seq_len), 'data.seed': int(data_cfg.seed),
             'data.max_bytes': int(data_cfg.max_bytes),

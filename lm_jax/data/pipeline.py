@@ -30,18 +30,38 @@ import numpy as np
 from lm_jax.data import fingerprint
 from lm_jax.data import run_tokenizer
 from lm_jax.data import sources
+from lm_jax.data import special_tokens
 from lm_jax.data import token_cache
 from lm_jax.data import tokenizers
+from lm_jax.data.tasks import Task, TaskContext, get_task
 
-Batch = dict[str, np.ndarray]  # inputs, targets: int32 [b, L]; weights: float32 [b, L]
+Batch = dict[str, np.ndarray]  # the task's arrays, each [b, ...] (lm: inputs, targets, weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchMaker:
+  """A task bound to its context: how long a window is, and windows -> batch."""
+  task: Task
+  ctx: TaskContext
+
+  def window_len(self, seq_len: int) -> int:
+    return self.task.window_len(seq_len, self.ctx.data_cfg)
+
+  def __call__(self, windows_BxW: np.ndarray, row_ids_B: np.ndarray) -> Batch:
+    return self.task.make_batch(windows_BxW, row_ids_B, self.ctx)
+
+
+def next_token_maker() -> BatchMaker:
+  """The `lm` task with no special tokens (the default of the functions below)."""
+  return BatchMaker(get_task('lm'), TaskContext(data_cfg=None, specials={}, text_vocab_size=0))
 
 
 class Windows:
-  """Random access to the non-overlapping (seq_len + 1)-token windows of a token array."""
+  """Random access to the non-overlapping `window_len`-token windows of a token array."""
 
-  def __init__(self, tokens_T: np.ndarray, seq_len: int):
+  def __init__(self, tokens_T: np.ndarray, window_len: int):
     self.tokens_T = tokens_T
-    self.window = seq_len + 1
+    self.window = window_len
     self.num_windows = len(tokens_T) // self.window  # the ragged tail is dropped
 
   def __len__(self) -> int:
@@ -67,19 +87,13 @@ def split_bounds(num_tokens: int, val_fraction: float, test_fraction: float) -> 
           int(num_tokens * (1.0 - test_fraction)))
 
 
-def _rows_to_batch(windows: list[np.ndarray]) -> Batch:
-  """Stacks windows ([b, L+1]) into an (inputs, targets, weights) batch."""
-  windows_BxW = np.stack(windows)
-  return {
-      'inputs': np.ascontiguousarray(windows_BxW[:, :-1]),
-      'targets': np.ascontiguousarray(windows_BxW[:, 1:]),
-      'weights': np.ones((len(windows), windows_BxW.shape[1] - 1), dtype=np.float32),
-  }
-
-
-def _read_rows(windows: 'Windows', indices: list[int], rows: tuple[int, ...]) -> Batch:
-  """Reads windows indices[r] for r in rows (this process's rows of a global batch)."""
-  return _rows_to_batch([windows[indices[r]] for r in rows])
+def _read_rows(windows: 'Windows', batch_index: int, indices, *, rows: tuple[int, ...],
+               global_batch_size: int, make: BatchMaker) -> Batch:
+  """The batch of windows indices[r] for r in rows (this process's rows of global batch
+  `batch_index`), made by the task."""
+  windows_BxW = np.stack([windows[indices[r]] for r in rows])
+  row_ids_B = batch_index * global_batch_size + np.asarray(rows, np.int64)
+  return make(windows_BxW, row_ids_B)
 
 
 def _checked_rows(rows: Sequence[int] | None, global_batch_size: int) -> tuple[int, ...]:
@@ -102,22 +116,27 @@ def _shuffle_seed(seed: int) -> int:
 
 
 def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, seed: int,
-                  rows: Sequence[int] | None = None) -> grain.MapDataset:
+                  rows: Sequence[int] | None = None,
+                  make: BatchMaker | None = None) -> grain.MapDataset:
   """Returns the infinite, shuffled (reshuffled each epoch) dataset of this process's batches:
-  rows `rows` (increasing global row indices; None: all) of each global batch."""
+  rows `rows` (increasing global row indices; None: all) of each global batch, made by
+  `make` (default: next-token windows)."""
   rows = _checked_rows(rows, global_batch_size)
-  windows = Windows(tokens_T, seq_len)
+  make = make or next_token_maker()
+  windows = Windows(tokens_T, make.window_len(seq_len))
   if len(windows) < global_batch_size:
     raise ValueError(
-        f'train split has {len(windows)} windows of seq_len+1={seq_len + 1} tokens '
+        f'train split has {len(windows)} windows of {windows.window} tokens '
         f'({len(tokens_T)} tokens), fewer than one global batch ({global_batch_size}); '
         'use more data (data.max_bytes), a smaller data.seq_len or batch size')
   # Window *indices* are shuffled and batched; a process reads only its rows.
   ds = grain.MapDataset.range(len(windows))
   # shuffle before repeat: index i of epoch e maps through permutation seed+e.
   ds = ds.shuffle(seed=_shuffle_seed(seed)).repeat()
-  return ds.batch(global_batch_size, drop_remainder=True,
-                  batch_fn=functools.partial(_read_rows, windows, rows=rows))
+  ds = ds.batch(global_batch_size, drop_remainder=True)  # [B] window indices per batch
+  # The batch index is the row identity's first half (the iterator state is it too).
+  return ds.map_with_index(functools.partial(
+      _read_rows, windows, rows=rows, global_batch_size=global_batch_size, make=make))
 
 
 def train_iterator(dataset: grain.MapDataset, prefetch: int) -> grain.DatasetIterator:
@@ -133,22 +152,26 @@ _SPLIT_NAMES = {'val': 'validation', 'test': 'test'}
 
 
 def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_batches: int,
-                rows: Sequence[int] | None = None, split: str = 'val') -> list[Batch]:
+                rows: Sequence[int] | None = None, split: str = 'val',
+                make: BatchMaker | None = None) -> list[Batch]:
   """Returns rows `rows` (None: all) of the first min(num_batches, available) batches of
-  a held-out split, in order."""
+  a held-out split, in order (made by `make`, default next-token windows)."""
   rows = _checked_rows(rows, global_batch_size)
-  windows = Windows(tokens_T, seq_len)
+  make = make or next_token_maker()
+  windows = Windows(tokens_T, make.window_len(seq_len))
   available = len(windows) // global_batch_size
   if available < 1:
     raise ValueError(
-        f'{_SPLIT_NAMES[split]} split has {len(windows)} windows of seq_len+1={seq_len + 1} '
+        f'{_SPLIT_NAMES[split]} split has {len(windows)} windows of {windows.window} '
         f'tokens ({len(tokens_T)} tokens), fewer than one global batch ({global_batch_size}); '
         f'use more data (data.max_bytes), a larger data.{split}_fraction, '
         'a smaller data.seq_len or batch size')
   if num_batches > available:
     logging.warning('data: asked for %d %s batches, the split holds %d',
                     num_batches, _SPLIT_NAMES[split], available)
-  return [_rows_to_batch([windows[k * global_batch_size + r] for r in rows])
+  indices = np.arange(available * global_batch_size)
+  return [_read_rows(windows, k, indices[k * global_batch_size:], rows=rows,
+                     global_batch_size=global_batch_size, make=make)
           for k in range(min(num_batches, available))]
 
 
@@ -156,6 +179,8 @@ def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_
 class Data:
   """Everything the loop needs from the data side."""
   tokenizer: tokenizers.Tokenizer
+  vocab_size: int                        # ids the model embeds: text + the task's special tokens
+  specials: dict                         # special token role -> id (lm_jax/data/special_tokens.py)
   train_iter: grain.DatasetIterator      # yields this process's rows; get_state/set_state
   val_batches: Callable[[int], list[Batch]]   # num_batches -> the first validation batches
   test_batches: Callable[[int], list[Batch]]  # num_batches -> the first test batches
@@ -171,11 +196,19 @@ def default_cache_dir(run_dir: str) -> str:
   return os.path.join(os.path.dirname(os.path.abspath(run_dir)), '.cache', 'tokens')
 
 
-def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str,
+def _held_out_seed(seed: int, split: str) -> int:
+  """The task's seed for a held-out split: fixed (the same batches at every evaluation)
+  and apart from training's."""
+  return int(np.random.SeedSequence([seed, 1 + list(_SPLIT_NAMES).index(split)])
+             .generate_state(1)[0])
+
+
+def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Task | None = None,
                process_index: int = 0, rows: Sequence[int] | None = None,
                resuming: bool = False, allow_new_data: bool = False) -> Data:
   """Builds tokenizer, train iterator and held-out batches from the `data` config; the
-  batches hold rows `rows` (increasing global row indices; None: all) of each global batch.
+  batches hold rows `rows` (increasing global row indices; None: all) of each global batch,
+  made by `task` (default: next-token prediction).
 
   `resuming`: the run directory has a checkpoint, so its tokenizer is kept
   (see run_tokenizer.py); `allow_new_data` lets it be kept for a changed corpus.
@@ -197,9 +230,17 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str,
                                     data_cfg.test_fraction)
   train_T, val_T, test_T = tokens_T[:train_end], tokens_T[train_end:val_end], tokens_T[val_end:]
 
-  dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed, rows)
-  held_out = {split: functools.partial(val_batches, tokens, data_cfg.seq_len, global_batch_size,
-                                       rows=rows, split=split)
+  task = task or get_task('lm')
+  roles = task.special_tokens(data_cfg)
+  specials = special_tokens.special_ids(tokenizer, roles)
+  ctx = TaskContext(data_cfg=data_cfg, specials=specials,
+                    text_vocab_size=tokenizer.vocab_size, seed=data_cfg.seed)
+  make = BatchMaker(task, ctx)
+  dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed, rows,
+                          make)
+  held_out = {split: functools.partial(
+      val_batches, tokens, data_cfg.seq_len, global_batch_size, rows=rows, split=split,
+      make=BatchMaker(task, dataclasses.replace(ctx, seed=_held_out_seed(data_cfg.seed, split))))
               for split, tokens in (('val', val_T), ('test', test_T))}
   for split in ('val', 'test'):
     if data_cfg[f'{split}_fraction'] > 0:
@@ -209,6 +250,8 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str,
                tokenizer.vocab_size, tokenizer.kind)
   return Data(
       tokenizer=tokenizer,
+      vocab_size=special_tokens.model_vocab_size(tokenizer, roles),
+      specials=specials,
       train_iter=train_iterator(dataset, data_cfg.prefetch),
       val_batches=held_out['val'],
       test_batches=held_out['test'],
@@ -216,6 +259,6 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str,
       val_tokens=len(val_T),
       test_tokens=len(test_T),
       fingerprint=fingerprint.data_fingerprint(data_cfg, global_batch_size,
-                                               tokenizer.identity(), corpus_fp),
+                                               tokenizer.identity(), corpus_fp, task),
       tokens_path=token_cache.tokens_path(cache_dir, tokenizer, corpus_fp),
   )

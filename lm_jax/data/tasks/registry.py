@@ -35,6 +35,8 @@ class Task:
   make_batch: Callable[[np.ndarray, np.ndarray, TaskContext], dict]
   # special_tokens(data_cfg) -> roles the batches contain (lm_jax/data/special_tokens.py).
   special_tokens: Callable[[Any], tuple[str, ...]] = lambda data_cfg: ()
+  # Keys of config.data the task reads (they enter the checkpoint's data fingerprint).
+  config_keys: tuple[str, ...] = ()
 
 
 def _tasks() -> dict[str, Task]:
