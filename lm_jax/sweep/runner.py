@@ -160,6 +160,7 @@ def run_sweep(config: str, runs: list[SweepRun], steps: dict[str, int], parallel
     else:
       pending.append(run)
   total = len(pending)
+  parallel = min(parallel, max(1, total))
   number = {run.name: i + 1 for i, run in enumerate(pending)}
   print(f'{len(outcomes)} of {len(runs)} runs already done; running {total}, '
         f'{parallel} at a time', file=out, flush=True)
