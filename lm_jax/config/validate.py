@@ -26,6 +26,7 @@ CHOICES = {
     'optimizer.name': ('adamw',),
     'optimizer.schedule': ('cosine', 'linear', 'constant'),
     'mesh.rules': ('auto', 'dp', 'fsdp', 'tp', 'fsdp_tp'),
+    'logging.wandb_mode': ('online', 'offline', 'disabled'),
 }
 
 POSITIVE_INTS = (
@@ -169,6 +170,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
   for key in NON_EMPTY_STRS:
     if not _get(config, key):
       _fail(key, _get(config, key), 'must not be empty')
+  _check_profile_steps(config.logging.profile_steps)
 
   # --- model shape
   if not m.head_dim and m.d_model % m.num_heads:
@@ -267,6 +269,15 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
     _fail('model.d_model', m.d_model,
           f'not divisible by config.mesh.fsdp={shape["fsdp"]}: fsdp shards the embed dimension '
           'of the parameters over the fsdp devices')
+
+
+def _check_profile_steps(steps):
+  """() or (start, stop) / (step,): positive step numbers, start <= stop."""
+  ints = all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in steps)
+  if len(steps) > 2 or not ints or (len(steps) == 2 and steps[0] > steps[1]):
+    _fail('logging.profile_steps', steps,
+          'give (start, stop), the first and last step to trace (1-based, start <= stop, e.g. '
+          '--config.logging.profile_steps=3,5), one step (e.g. 3), or () for no trace')
 
 
 def _check_pipeline(config, shape, micro: int, batch_parallel: int):

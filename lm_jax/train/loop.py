@@ -20,6 +20,7 @@ from lm_jax.checkpoint import Checkpointer, check_resumable
 from lm_jax.evaluate import make_evaluator
 from lm_jax.metrics.flops import flops_per_token, mfu
 from lm_jax.metrics.hardware import peak_flops_per_device
+from lm_jax.metrics.profiler import StepProfiler
 from lm_jax.metrics.progress import ProgressBar
 from lm_jax.metrics.writers import MetricsWriter
 from lm_jax.models.pipeline import bubble_fraction
@@ -89,7 +90,10 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
   # A resumed run drops what a crashed run logged after its checkpoint.
   writer = MetricsWriter(cfg.logging.run_dir, is_primary=is_primary,
                          tensorboard=cfg.logging.tensorboard,
-                         purge_step=start_step + 1 if start_step else None)
+                         purge_step=start_step + 1 if start_step else None,
+                         wandb_project=cfg.logging.wandb_project,
+                         wandb_mode=cfg.logging.wandb_mode, wandb_config=cfg.to_dict())
+  profiler = StepProfiler(cfg.logging.profile_steps, writer.tensorboard_dir, is_primary)
   if start_step == 0:
     writer.write_text('config', cfg.to_json_best_effort(indent=2))
   progress = ProgressBar(cfg.train.steps, initial_step=start_step,
@@ -120,6 +124,7 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
   window_start, window_steps = time.perf_counter(), 0
   with stop.installed(), jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
     for step in range(start_step, cfg.train.steps):
+      profiler.before_step(step + 1)
       batch = run.global_batch(next(run.data.train_iter))
       if step == start_step:
         compile_start = time.perf_counter()
@@ -131,6 +136,7 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
       else:
         state, metrics = step_fn(state, batch)
         window_steps += 1
+      profiler.after_step(step + 1, metrics)
       done = step + 1
       is_last = done == cfg.train.steps
       should_save = (cfg.checkpoint.every and done % cfg.checkpoint.every == 0)
@@ -159,6 +165,7 @@ def train(config: ml_collections.ConfigDict) -> dict[str, float]:
       if stop.signal_name:
         logging.warning('stopped by %s at step %d', stop.signal_name, done)
         break
+  profiler.close()
   progress.close()
   ckpt.close()
   writer.close()
