@@ -30,7 +30,7 @@ HOFFMANN_GRID = {
     'beta': (0., 0.5, 1., 1.5, 2.),
 }
 # Its 3^5 = 243-point subgrid, the default: on the synthetic data of
-# tests/test_scaling_fit.py both reach the same minimum.
+# tests/test_scaling_fit.py both end at the same minimum (docs/scaling.md).
 DEFAULT_GRID = {
     'a': (0., 10., 20.),
     'b': (0., 10., 20.),
@@ -96,7 +96,7 @@ def fit_approach3(points: Points, grid: dict | None = None, delta: float = HUBER
                   max_iter: int = 300, tol: float = 1e-6) -> Fit3:
   """The best L(N, D) over L-BFGS runs from every start of `grid` (default DEFAULT_GRID)."""
   # One start after another: vmap would run every start for as many L-BFGS and
-  # line-search iterations as the slowest one needs (10x slower here).
+  # line-search iterations as the slowest one needs.
   with jax.enable_x64(True):
     data = [jnp.log(jnp.asarray(x, jnp.float64)) for x in (points.n, points.d, points.loss)]
     results = [_solve(jnp.asarray(t0), *data, delta, max_iter, tol)

@@ -68,6 +68,8 @@ def main(argv=None) -> int:
         f'beta={law.beta:.4f}  (a = beta/(alpha+beta) = {law.a:.4f}; objective '
         f'{fit3.objective:.4g}, reached from {fit3.starts} starts)')
   print(f'Approach 2: N_opt ~ C^{fit2.a:.4f}, D_opt ~ C^{fit2.b:.4f}')
+  for c, why in fit2.skipped:
+    print(f'  budget {c:.2e} left out of Approach 2: {why}')
   if truth is not None:
     print(f'truth:      E={truth.E} A={truth.A} B={truth.B} alpha={truth.alpha} beta={truth.beta}'
           f'  (a = {truth.a:.4f})')
