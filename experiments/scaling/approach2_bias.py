@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where Approach 2 (IsoFLOP parabolas) is biased, measured on synthetic data from the published laws.
+"""Where Approach 2 (IsoFLOP parabolas) is biased: measured on synthetic data from published laws.
 
   python experiments/scaling/approach2_bias.py [--seeds 200]
 
@@ -46,7 +46,8 @@ def shifted_design(law: LossLaw, span: float, shift: float) -> tuple[np.ndarray,
   """Sizes centred on N_opt(C) (C / C_mid)^shift: a guessed exponent that is off by `shift`."""
   n, c = [], []
   for budget in CHINCHILLA_BUDGETS:
-    centre = math.log(float(law.n_opt(budget))) + shift * math.log(budget / _geometric_mean_budget())
+    centre = (math.log(float(law.n_opt(budget)))
+              + shift * math.log(budget / _geometric_mean_budget()))
     n.extend(np.exp(np.linspace(centre - math.log(span) / 2, centre + math.log(span) / 2,
                                 PER_BUDGET)))
     c.extend([budget] * PER_BUDGET)

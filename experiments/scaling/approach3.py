@@ -51,7 +51,10 @@ class Fit3:
 
 
 def objective(theta, log_n, log_d, log_loss, delta: float = HUBER_DELTA):
-  """Sum of Huber(LSE(a - alpha log N, b - beta log D, e) - log L) / delta; theta = (a, b, e, alpha, beta)."""
+  """Sum of Huber(LSE(a - alpha log N, b - beta log D, e) - log L) / delta.
+
+  theta = (a, b, e, alpha, beta); log_n, log_d, log_loss: [runs].
+  """
   a, b, e, alpha, beta = theta
   terms = jnp.stack([a - alpha * log_n, b - beta * log_d, jnp.full_like(log_n, e)])
   residual = jax.nn.logsumexp(terms, axis=0) - log_loss

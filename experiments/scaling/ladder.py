@@ -3,13 +3,13 @@
     python experiments/scaling/ladder.py            # the ladder, its FLOPs against 6ND, the runs
     lm-jax sweep experiments/sweeps/scaling_ladder.py --dry-run   # the same runs as a sweep
 
-Rungs: width d_model in WIDTHS (multiples of 16, about 1.15-1.5x apart), depth
+Rungs: width d_model in WIDTHS (multiples of 16, 1.14-1.5x apart), depth
 max(1, d_model // 32) (an aspect ratio of 32), heads of 16 dimensions, MLP
 4 d_model: the quickstart decoder (byte vocabulary, learned positions, tied
-embeddings, seq_len 128, batch 16). N grows 1.5-2.5x from one rung to the next. For each budget C (train FLOPs) and rung,
-D = C / (train FLOPs per token) tokens, rounded to whole steps; runs with fewer
-than MIN_STEPS steps or a tokens-per-parameter ratio outside TOKENS_PER_PARAM
-are left out.
+embeddings, seq_len 128, batch 16). N grows 1.3-2.5x from one rung to the next.
+For each budget C (train FLOPs) and rung, D = C / (train FLOPs per token)
+tokens, rounded to whole steps; runs with fewer than MIN_STEPS steps or a
+tokens-per-parameter ratio outside TOKENS_PER_PARAM are left out.
 
 FLOPs: the project's own count, lm_jax.metrics.flops.flops_per_token(...)['train'],
 is 3 x the forward matmul FLOPs (QKV and output projections, causal attention

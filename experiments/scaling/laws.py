@@ -49,7 +49,8 @@ class LossLaw:
     return np.power(np.asarray(c, float) / 6, self.b) / self.G
 
 
-# Hoffmann et al. (2022), eq. 10; Besiroglu et al. (2024), "Chinchilla scaling: a replication attempt", eq. 4.
+# Hoffmann et al. (2022), eq. 10; Besiroglu et al. (2024), "Chinchilla scaling: a
+# replication attempt", eq. 4.
 CHINCHILLA = LossLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 BESIROGLU = LossLaw(E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658)
 PUBLISHED = {'chinchilla': CHINCHILLA, 'besiroglu': BESIROGLU}

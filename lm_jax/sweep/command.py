@@ -91,8 +91,12 @@ def sweep_command(argv: list[str]) -> int:
   if args.emit:
     sys.stdout.write(emit(args.emit, sweep, runs, directory, extra))
     return 0
-  parallel = min(args.parallel or default_parallel(), len(runs))
-  outcomes = run_sweep(sweep.config, runs, steps, parallel)
+  try:
+    outcomes = run_sweep(sweep.config, runs, steps, args.parallel or default_parallel())
+  except KeyboardInterrupt:
+    print(f'sweep {sweep.name}: interrupted; the running runs were stopped (each saves a '
+          'checkpoint) and resume when the sweep runs again', file=sys.stderr)
+    return 130
   paths = collect_lib.collect(sweep.config, runs, directory)
   text, ok = _summary(outcomes)
   print(f'sweep {sweep.name}: {text}; results in {paths[1]}')

@@ -165,6 +165,7 @@ def run_sweep(config: str, runs: list[SweepRun], steps: dict[str, int], parallel
   print(f'{len(outcomes)} of {len(runs)} runs already done; running {total}, '
         f'{parallel} at a time', file=out, flush=True)
   active: list[_Active] = []
+  previous = signal.signal(signal.SIGTERM, _interrupt)  # killed like Ctrl-C: stop the runs too
   try:
     while pending or active:
       while pending and len(active) < parallel:
@@ -185,4 +186,11 @@ def run_sweep(config: str, runs: list[SweepRun], steps: dict[str, int], parallel
       job.process.wait()
       job.finish()
     raise
+  finally:
+    signal.signal(signal.SIGTERM, previous)
   return [outcomes[run.name] for run in runs]
+
+
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
