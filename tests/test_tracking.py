@@ -90,3 +90,13 @@ def test_bad_profile_steps_are_one_error_naming_the_key(value):
   config = apply_overrides(load_config(QUICK), [f'--config.logging.profile_steps={value}'])
   with pytest.raises(ConfigError, match=r'config\.logging\.profile_steps'):
     validate(config, device_count=1)
+
+
+def test_wandb_without_the_package_is_one_error_naming_the_key(monkeypatch):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, 'find_spec',
+                      lambda name, *a: None if name == 'wandb' else real(name, *a))
+  config = apply_overrides(load_config(QUICK), ['--config.logging.wandb_project=p'])
+  with pytest.raises(ConfigError, match=r"config\.logging\.wandb_project='p'.*pip install"):
+    validate(config, device_count=1)

@@ -6,6 +6,8 @@ it), its value and what would be valid. It stops at the first problem.
 `resolve_mesh_shape(config.mesh, n)` fills the -1 mesh axis.
 """
 
+import importlib.util
+
 import ml_collections
 
 from lm_jax.config import defaults
@@ -171,6 +173,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int,
     if not _get(config, key):
       _fail(key, _get(config, key), 'must not be empty')
   _check_profile_steps(config.logging.profile_steps)
+  if config.logging.wandb_project and importlib.util.find_spec('wandb') is None:
+    _fail('logging.wandb_project', config.logging.wandb_project,
+          "W&B logging needs the wandb package: pip install -e '.[wandb]' (or set it to '')")
 
   # --- model shape
   if not m.head_dim and m.d_model % m.num_heads:
