@@ -42,7 +42,7 @@ def test_wandb_gets_the_metrics_and_config_and_a_resume_continues_its_run(
                      **kwargs) as w:
     w.write(2, {'loss': 2.2})
     w.write(3, {'loss': 1.75})
-  runs = wandb_records.offline_runs(offline_wandb)
+  runs = wandb_records.offline_runs(offline_wandb, count=2)
   assert len(runs) == 2 and all(name.endswith('-' + run_id) for name in runs)
   first, second = runs.values()
   assert wandb_records.run_ids(first) == wandb_records.run_ids(second) == [run_id]
@@ -74,7 +74,7 @@ def test_train_profiles_its_steps_and_logs_to_wandb(tmp_path, offline_wandb):
   outermost = [c for c in calls if not any(o[0] < c[0] and c[1] <= o[1] for o in calls)]
   assert len(outermost) == 2  # steps 2 and 3: one jitted call each (Python and C++ spans nest)
   # Every train/loss that metrics.jsonl holds reached W&B at the same step.
-  (records,) = wandb_records.offline_runs(offline_wandb).values()
+  (records,) = wandb_records.offline_runs(offline_wandb, count=1).values()
   logged = {(r['step'], r['train/loss']) for r in wandb_records.history(records)
             if 'train/loss' in r}
   jsonl = {(r['step'], r['train/loss']) for r in read_jsonl(os.path.join(run_dir, 'metrics.jsonl'))

@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import struct
+import time
 
 _BLOCK = 32768
 _HEADER = 7
@@ -48,12 +49,31 @@ def read_records(path: str) -> list:
   return records
 
 
-def offline_runs(wandb_dir: str) -> dict[str, list]:
-  """{offline run directory name: its records} under $WANDB_DIR/wandb."""
-  out = {}
-  for path in sorted(glob.glob(os.path.join(wandb_dir, 'wandb', 'offline-run-*', 'run-*.wandb'))):
-    out[os.path.basename(os.path.dirname(path))] = read_records(path)
-  return out
+def offline_runs(wandb_dir: str, count: int, timeout: float = 60.0) -> dict[str, list]:
+  """{offline run directory name: its records} under $WANDB_DIR/wandb, by start time.
+
+  wandb's core process may still be writing a file after wandb.finish() (or the
+  training process) returned, so this waits until `count` runs hold their
+  final `exit` record.
+  """
+  deadline = time.monotonic() + timeout
+  while True:
+    out = {}
+    for path in glob.glob(os.path.join(wandb_dir, 'wandb', 'offline-run-*', 'run-*.wandb')):
+      out[os.path.basename(os.path.dirname(path))] = read_records(path)
+    complete = [recs for recs in out.values()
+                if any(r.WhichOneof('record_type') == 'exit' for r in recs)]
+    if len(complete) >= count or time.monotonic() > deadline:
+      break
+    time.sleep(0.2)
+  return dict(sorted(out.items(), key=lambda kv: _start_time(kv[1])))
+
+
+def _start_time(records) -> float:
+  for r in records:
+    if r.WhichOneof('record_type') == 'run':
+      return r.run.start_time.seconds + r.run.start_time.nanos * 1e-9
+  return float('inf')
 
 
 def history(records) -> list[dict]:
