@@ -1,7 +1,8 @@
-"""`lm-jax` command line: train | eval.
+"""`lm-jax` command line: train | eval | plan | sweep.
 
   lm-jax train --config configs/quickstart.py [--config.train.steps=100 ...]
   lm-jax eval  --config configs/quickstart.py [--step N|best] [--split val|test]
+  lm-jax sweep experiments/sweeps/quickstart_lr_width.py [--parallel N | --dry-run | ...]
 
 User mistakes (config, data paths, incompatible checkpoints) print one
 message and exit 2; a diverged run exits 1 and keeps its last good checkpoint.
@@ -18,13 +19,15 @@ import sys
 from lm_jax import distributed
 from lm_jax.config.loader import ConfigError, exit_on_config_error, parse_cli_config
 
-COMMANDS = ('train', 'eval', 'plan')
+COMMANDS = ('train', 'eval', 'plan', 'sweep')
 USAGE = '''usage: lm-jax {train,eval,plan} --config CONFIG.py[:arg] [--config.a.b=value ...]
+       lm-jax sweep SWEEP.py [--parallel N] [--dry-run | --emit tpu|slurm | --collect]
 
   train   train (or resume, if the run directory has checkpoints)
   eval    evaluate a checkpoint ([--step N|best], default latest) on the validation split,
           or on the test split with --split test (never read during training)
-  plan    choose mesh, remat and microbatches for --devices N --device KIND (no data needed)'''
+  plan    choose mesh, remat and microbatches for --devices N --device KIND (no data needed)
+  sweep   run a sweep file's runs (N at a time), list them, emit launches, or collect results'''
 
 
 def _setup_logging():
@@ -82,6 +85,9 @@ def main(argv=None):
     print(USAGE, file=sys.stderr)
     sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
   command, rest = argv[0], argv[1:]
+  if command == 'sweep':  # takes a sweep file, not --config
+    from lm_jax.sweep.command import sweep_command
+    sys.exit(sweep_command(rest))
   config, rest = parse_cli_config(rest)
   _setup_logging()
   {'train': _train, 'eval': _eval, 'plan': _plan}[command](config, rest)

@@ -132,6 +132,9 @@ def base_config() -> ml_collections.ConfigDict:
       tensorboard=True,
       progress=True,           # progress bar on stderr
       peak_flops_per_device=0.0,  # 0: look up the device in the peak table
+      wandb_project='',        # Weights & Biases project ('': off); needs pip install -e '.[wandb]'
+      wandb_mode='online',     # online | offline (files only; `wandb sync` later) | disabled
+      profile_steps=(),        # (start, stop): jax.profiler trace of steps start..stop into tensorboard/; (): off
   ))
   _add_family_sections(c.model)
   return c

@@ -6,6 +6,8 @@ it), its value and what would be valid. It stops at the first problem.
 `resolve_mesh_shape(config.mesh, n)` fills the -1 mesh axis.
 """
 
+import importlib.util
+
 import ml_collections
 
 from lm_jax.config import defaults
@@ -26,6 +28,7 @@ CHOICES = {
     'mesh.rules': ('auto', 'dp', 'fsdp', 'tp', 'fsdp_tp'),
     # The metrics of lm_jax.evaluate.eval_metrics; all are lower-is-better.
     'train.early_stop_metric': ('loss', 'perplexity', 'bits_per_byte'),
+    'logging.wandb_mode': ('online', 'offline', 'disabled'),
 }
 
 POSITIVE_INTS = (
@@ -173,6 +176,10 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
   for key in NON_EMPTY_STRS:
     if not _get(config, key):
       _fail(key, _get(config, key), 'must not be empty')
+  _check_profile_steps(config.logging.profile_steps)
+  if config.logging.wandb_project and importlib.util.find_spec('wandb') is None:
+    _fail('logging.wandb_project', config.logging.wandb_project,
+          "W&B logging needs the wandb package: pip install -e '.[wandb]' (or set it to '')")
 
   family = _check_family(config)
   if d.tokenizer == 'bpe' and m.vocab_size and m.vocab_size < d.bpe_vocab_size:
@@ -270,3 +277,12 @@ def check_vocab_size(model_cfg, tokenizer_kind: str, tokenizer_vocab_size: int) 
           f'{tokenizer_vocab_size} tokens (ids up to {tokenizer_vocab_size - 1} would '
           f'index past the embedding); use config.model.vocab_size=0 to take it from the '
           f'tokenizer, or at least {tokenizer_vocab_size}')
+
+
+def _check_profile_steps(steps):
+  """() or (start, stop) / (step,): positive step numbers, start <= stop."""
+  ints = all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in steps)
+  if len(steps) > 2 or not ints or (len(steps) == 2 and steps[0] > steps[1]):
+    _fail('logging.profile_steps', steps,
+          'give (start, stop), the first and last step to trace (1-based, start <= stop, e.g. '
+          '--config.logging.profile_steps=3,5), one step (e.g. 3), or () for no trace')

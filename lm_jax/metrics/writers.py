@@ -16,6 +16,8 @@ Sinks:
     (`time` is Unix seconds). The file is opened in append mode, so a resumed run
     keeps the lines of earlier runs; it is flushed after every line.
   * `<run_dir>/tensorboard/`: tensorboardX event files (when `tensorboard=True`).
+  * Weights & Biases (when `wandb_project` is set; see wandb_sink.py): the
+    same metrics, the config given as `wandb_config` and the run directory.
 
 Values: Python numbers, NumPy scalars and 0-d / 1-element jax or NumPy arrays.
 Integers (Python or NumPy/jax integer dtypes) stay ints; everything else
@@ -157,12 +159,16 @@ class MetricsWriter:
       step >= purge_step (see the module docstring).
     stream: the console stream; None means sys.stdout at the time of each write.
     flush_secs: how often tensorboardX flushes event files on its own.
+    wandb_project: also log to this Weights & Biases project ('': no W&B).
+    wandb_mode: online | offline | disabled (wandb.init's mode).
+    wandb_config: the resolved config recorded in the W&B run.
   """
 
   def __init__(self, run_dir: str | os.PathLike, *, is_primary: bool | None = None,
                tensorboard: bool = True, console: bool = True, jsonl: bool = True,
                purge_step: int | None = None, stream: TextIO | None = None,
-               flush_secs: int = 30):
+               flush_secs: int = 30, wandb_project: str = '', wandb_mode: str = 'online',
+               wandb_config: Mapping[str, Any] | None = None):
     if is_primary is None:
       import jax  # pylint: disable=g-import-not-at-top
       is_primary = jax.process_index() == 0
@@ -174,6 +180,7 @@ class MetricsWriter:
     self._stream = stream
     self._jsonl_file = None
     self._tb = None
+    self._wandb = None
     self._closed = False
     if not self.is_primary:
       return
@@ -186,6 +193,9 @@ class MetricsWriter:
       import tensorboardX  # pylint: disable=g-import-not-at-top
       self._tb = tensorboardX.SummaryWriter(
           logdir=self.tensorboard_dir, purge_step=purge_step, flush_secs=flush_secs)
+    if wandb_project:
+      from lm_jax.metrics.wandb_sink import WandbSink  # pylint: disable=g-import-not-at-top
+      self._wandb = WandbSink(self.run_dir, wandb_project, wandb_mode, wandb_config)
 
   def write(self, step: int, metrics: Mapping[str, Any], prefix: str = 'train') -> None:
     """Writes `metrics` at `step`; keys become `prefix/name` ('' or None: no prefix)."""
@@ -210,6 +220,9 @@ class MetricsWriter:
     if self._tb is not None:
       for k, v in named.items():
         self._tb.add_scalar(k, v, global_step=step)
+
+    if self._wandb is not None:
+      self._wandb.log(step, named)
 
   def write_text(self, name: str, text: str, step: int = 0) -> None:
     """Writes `text` to `<run_dir>/<name>.txt` and, as a TensorBoard text summary, `name`.
@@ -245,6 +258,9 @@ class MetricsWriter:
     if self._tb is not None:
       self._tb.close()
       self._tb = None
+    if self._wandb is not None:
+      self._wandb.close()
+      self._wandb = None
 
   def __enter__(self) -> 'MetricsWriter':
     return self

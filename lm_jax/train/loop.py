@@ -22,6 +22,7 @@ from lm_jax.checkpoint import Checkpointer, check_data_resumable, check_resumabl
 from lm_jax.checkpoint_recovery import newest_readable
 from lm_jax.metrics.flops import mfu
 from lm_jax.metrics.hardware import peak_flops_per_device
+from lm_jax.metrics.profiler import StepProfiler
 from lm_jax.metrics.progress import ProgressBar
 from lm_jax.metrics.writers import MetricsWriter
 from lm_jax.models.pipeline import bubble_fraction
@@ -114,7 +115,10 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
   # A resumed run drops what a crashed run logged after its checkpoint.
   writer = MetricsWriter(cfg.logging.run_dir, is_primary=is_primary,
                          tensorboard=cfg.logging.tensorboard,
-                         purge_step=start_step + 1 if start_step else None)
+                         purge_step=start_step + 1 if start_step else None,
+                         wandb_project=cfg.logging.wandb_project,
+                         wandb_mode=cfg.logging.wandb_mode, wandb_config=cfg.to_dict())
+  profiler = StepProfiler(cfg.logging.profile_steps, writer.tensorboard_dir, is_primary)
   if start_step == 0:
     writer.write_text('config', cfg.to_json_best_effort(indent=2))
   progress = ProgressBar(cfg.train.steps, initial_step=start_step,
@@ -149,6 +153,7 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
   end_step = start_step if watch.should_stop else cfg.train.steps
   with stop.installed(), jax.set_mesh(built.mesh), nn.logical_axis_rules(built.rules):
     for step in range(start_step, end_step):
+      profiler.before_step(step + 1)
       batch = run.global_batch(next(run.data.train_iter))
       if step == start_step:
         compile_start = time.perf_counter()
@@ -160,6 +165,7 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
       else:
         state, metrics = step_fn(state, batch)
         window_steps += 1
+      profiler.after_step(step + 1, metrics)
       done = step + 1
       is_last = done == cfg.train.steps
       should_save = (cfg.checkpoint.every and done % cfg.checkpoint.every == 0)
@@ -198,6 +204,7 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
       if watch.should_stop:
         logging.warning('stopped early at step %d: %s', done, watch.reason())
         break
+    profiler.close()
     ckpt.close()  # still under the handler: a signal now cannot cut the last save
   progress.close()
   writer.close()
