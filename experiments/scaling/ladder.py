@@ -29,7 +29,7 @@ if __name__ == '__main__':  # run as a script: the repository root holds lm_jax 
 
 from lm_jax.config.loader import apply_overrides, load_config  # noqa: E402
 from lm_jax.data.tokenizers import build_tokenizer  # noqa: E402
-from lm_jax.metrics.flops import flops_per_token, num_params  # noqa: E402
+from lm_jax.models.decoder.flops import flops_per_token, num_params  # noqa: E402
 from lm_jax.models.config import model_config_from  # noqa: E402
 from lm_jax.sweep import Sweep  # noqa: E402
 
