@@ -11,7 +11,7 @@ For each budget C (train FLOPs) and rung, D = C / (train FLOPs per token)
 tokens, rounded to whole steps; runs with fewer than MIN_STEPS steps or a
 tokens-per-parameter ratio outside TOKENS_PER_PARAM are left out.
 
-FLOPs: the project's own count, lm_jax.metrics.flops.flops_per_token(...)['train'],
+FLOPs: the project's own count, lm_jax.models.decoder.flops.flops_per_token(...)['train'],
 is 3 x the forward matmul FLOPs (QKV and output projections, causal attention
 scores and values over an average context of (L+1)/2, MLP, LM head over the
 padded vocabulary). 6ND counts 6 FLOPs per parameter per token instead: it
@@ -30,7 +30,7 @@ if __name__ == '__main__':  # run as a script: the repository root holds lm_jax 
 from lm_jax.config.loader import apply_overrides, load_config  # noqa: E402
 from lm_jax.data.tokenizers import build_tokenizer  # noqa: E402
 from lm_jax.models.decoder.flops import flops_per_token, num_params  # noqa: E402
-from lm_jax.models.config import model_config_from  # noqa: E402
+from lm_jax.models.config import transformer_config_from  # noqa: E402
 from lm_jax.sweep import Sweep  # noqa: E402
 
 BASE_CONFIG = 'configs/quickstart.py'
@@ -96,7 +96,7 @@ def rungs(widths=WIDTHS, config: str = BASE_CONFIG) -> list[Rung]:
     cfg = apply_overrides(base.copy_and_resolve_references(), [
         f'--config.model.num_layers={depth}', f'--config.model.d_model={d_model}',
         f'--config.model.num_heads={d_model // HEAD_DIM}'])
-    model_cfg = model_config_from(cfg.model, vocab, cfg.mesh)
+    model_cfg = transformer_config_from(cfg.model, vocab, cfg.mesh)
     counts = num_params(model_cfg)
     out.append(Rung(num_layers=depth, d_model=d_model, num_heads=d_model // HEAD_DIM,
                     params=counts['total'], params_non_embedding=counts['non_embedding'],
