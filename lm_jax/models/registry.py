@@ -45,7 +45,7 @@ class Family:
   outputs: Callable[[Any], dict] = None  # None: the module returns the logits
   planner: bool = False   # lm-jax plan models its memory and step time
   pipeline: bool = False  # mesh.stage > 1 splits its layers into stages
-  hf: Any = None          # Hugging Face mapping (lm_jax/interop)
+  hf: Any = None          # lm_jax.models.hf_mapping.HFMapping, or None (no HF interop)
 
 
 def _families() -> dict[str, Family]:
