@@ -1,0 +1,72 @@
+"""The encoder (BERT) module: parameter count, bidirectional attention, padding and packing masks."""
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from lm_jax.config.defaults import base_config
+from lm_jax.errors import ConfigError
+from lm_jax.config.validate import validate
+from lm_jax.models.registry import get_family
+
+L = 12
+
+
+def _built(**own):
+  m = base_config().model
+  m.family = 'encoder'
+  m.update(num_layers=2, d_model=32, num_heads=4, max_len=L, use_bias=True)
+  m.encoder.update(own)
+  module, cfg = get_family('encoder').build(m, 61)
+  tokens = np.random.default_rng(0).integers(0, 61, (2, L), dtype=np.int32)
+  variables = module.init(jax.random.PRNGKey(0), tokens)
+  return module, cfg, variables, tokens
+
+
+@pytest.mark.parametrize('own', [dict(), dict(norm_position='pre', nsp_head=True)])
+def test_num_params_counts_every_initialised_weight(own):
+  _, cfg, variables, _ = _built(**own)
+  leaves = jax.tree.leaves(nn.unbox(variables['params']))
+  assert get_family('encoder').num_params(cfg)['total'] == sum(a.size for a in leaves)
+
+
+def test_attention_is_bidirectional():
+  module, _, variables, tokens = _built()
+  changed = tokens.copy()
+  changed[:, -1] = (changed[:, -1] + 1) % 61
+  a = module.apply(variables, tokens)['logits']
+  b = module.apply(variables, changed)['logits']
+  # A causal model would leave position 0 unchanged; an encoder sees the last token.
+  assert np.abs(np.asarray(a[:, 0] - b[:, 0])).max() > 1e-4
+
+
+def test_padding_keys_are_invisible():
+  module, _, variables, tokens = _built(nsp_head=True)
+  valid = np.ones((2, L), bool)
+  valid[:, 8:] = False
+  other = tokens.copy()
+  other[:, 8:] = (other[:, 8:] + 7) % 61
+  a = module.apply(variables, tokens, padding_mask_BxL=valid)
+  b = module.apply(variables, other, padding_mask_BxL=valid)
+  np.testing.assert_allclose(a['logits'][:, :8], b['logits'][:, :8], atol=1e-5)
+  np.testing.assert_allclose(a['nsp_logits'], b['nsp_logits'], atol=1e-5)
+
+
+def test_packed_documents_do_not_see_each_other():
+  module, _, variables, tokens = _built()
+  segments = np.repeat(np.array([[1] * 5 + [2] * 7]), 2, axis=0)
+  alone = module.apply(variables, tokens[:, :5])['logits']
+  # Positions restart per document, as a packed batch gives them.
+  positions = np.concatenate([np.arange(5), np.arange(7)])[None].repeat(2, 0)
+  packed = module.apply(variables, tokens, positions_BxL=positions,
+                        segment_ids_BxL=segments)['logits']
+  np.testing.assert_allclose(packed[:, :5], alone, atol=1e-5)
+
+
+def test_nsp_without_the_head_is_refused():
+  c = base_config()
+  c.model.family = 'encoder'
+  c.data.nsp = True
+  with pytest.raises(ConfigError, match='config.model.encoder.nsp_head'):
+    validate(c, device_count=1)
