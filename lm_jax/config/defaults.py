@@ -93,7 +93,7 @@ def base_config() -> ml_collections.ConfigDict:
   ))
 
   c.objective = ml_collections.ConfigDict(dict(
-      name='cross_entropy',    # lm_jax/objectives/registry.py: cross_entropy
+      name='cross_entropy',    # lm_jax/objectives/registry.py: cross_entropy | mlm (+ NSP)
       label_smoothing=0.0,     # eps: target (1 - eps) onehot + eps / V; trained as KL to it
       z_loss=0.0,              # coefficient of the log(Z)^2 auxiliary loss (PaLM)
   ))

@@ -48,6 +48,10 @@ def validate(config, mesh_shape: dict[str, int]) -> None:
   if config.data.nsp and not own.nsp_head:
     raise ConfigError('config.data.nsp=True: next-sentence prediction needs the model\'s NSP '
                       'head; set config.model.encoder.nsp_head=True (or data.nsp=False)')
+  if config.data.nsp and config.objective.name != 'mlm':
+    raise ConfigError(f'config.objective.name={config.objective.name!r}: with config.data.nsp=True '
+                      "only the 'mlm' objective trains the next-sentence head; use "
+                      "config.objective.name='mlm' (or data.nsp=False)")
   shortest = 5 if config.data.nsp else 3
   if config.data.seq_len < shortest:
     raise ConfigError(f'config.data.seq_len={config.data.seq_len!r}: an mlm row is [CLS] A [SEP]'
