@@ -86,6 +86,18 @@ def _dense(features, axes, cfg: EncoderConfig, name):
                   name=name)
 
 
+class _VocabBias(nn.Module):
+  """+ a bias per vocabulary row (the MLM decoder's; its weight is the tied embedding)."""
+  cfg: EncoderConfig
+
+  @nn.compact
+  def __call__(self, logits_TxV):
+    cfg = self.cfg
+    bias_V = self.param('bias', zeros_init(('vocab',)), (cfg.padded_vocab_size,),
+                        cfg.jnp_param_dtype)
+    return logits_TxV + bias_V.astype(cfg.jnp_dtype)
+
+
 class Encoder(nn.Module):
   """tokens [B, L] -> {'logits': MLM logits [B, L, V] fp32, 'nsp_logits': [B, 2] fp32}.
 
@@ -139,9 +151,7 @@ class Encoder(nn.Module):
     h_TxD = jax.nn.gelu(_dense(cfg.d_model, ('embed', None), cfg, 'mlm_dense')(x_TxD),
                         approximate=False)
     h_TxD = Norm(cfg, name='mlm_norm')(h_TxD)
-    bias_V = self.param('mlm_bias', zeros_init(('vocab',)), (cfg.padded_vocab_size,),
-                        cfg.jnp_param_dtype)
-    logits_TxV = embed.attend(h_TxD) + bias_V.astype(cfg.jnp_dtype)
+    logits_TxV = _VocabBias(cfg, name='mlm_decoder')(embed.attend(h_TxD))
     logits_BxLxV = logits_TxV.reshape(x_BxLxD.shape[:2] + (-1,))
     logits_BxLxV = nn.with_logical_constraint(logits_BxLxV.astype(jnp.float32),
                                               ('batch', 'length', 'act_vocab'))
