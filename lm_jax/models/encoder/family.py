@@ -4,6 +4,7 @@ from lm_jax.errors import ConfigError
 from lm_jax.models import transformer_checks
 from lm_jax.models.encoder import flops
 from lm_jax.models.encoder.config import NORM_POSITIONS, encoder_config_from
+from lm_jax.models.encoder.hf import HF_MAPPING
 from lm_jax.models.encoder.model import Encoder
 from lm_jax.models.registry import Family
 
@@ -81,4 +82,5 @@ FAMILY = Family(
     shape_keys=tuple(f'model.{k}' for k in SHARED_KEYS if k not in _RUNTIME_KEYS)
     + tuple(f'model.encoder.{k}' for k in OWN_DEFAULTS),
     outputs=outputs,
+    hf=HF_MAPPING,
 )
