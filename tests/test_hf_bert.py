@@ -9,13 +9,15 @@ import flax.linen as nn
 import jax
 import numpy as np
 import pytest
-import safetensors.numpy
-import torch
-import transformers
 
 from lm_jax.config.defaults import base_config
 from lm_jax.models.registry import get_family
 from lm_jax.objectives import make_objective
+
+_WHY = "needs the 'hf' extra (pip install -e '.[hf]')"
+safetensors_numpy = pytest.importorskip('safetensors.numpy', reason=_WHY)
+torch = pytest.importorskip('torch', reason=_WHY)
+transformers = pytest.importorskip('transformers', reason=_WHY)
 
 V, D, HEADS, LAYERS, F, P = 99, 48, 3, 2, 80, 32
 
@@ -64,7 +66,7 @@ def _lm_jax(hf_dir, scan_layers):
   c.model.scan_layers = scan_layers
   c.model.dropout = 0.0
   module, model_cfg = get_family('encoder').build(c.model, V)
-  tensors = safetensors.numpy.load_file(os.path.join(hf_dir, 'model.safetensors'))
+  tensors = safetensors_numpy.load_file(os.path.join(hf_dir, 'model.safetensors'))
   read = []
   params = {}
   for path, value in mapping.params_from_hf(lambda n: read.append(n) or tensors[n],
@@ -102,7 +104,7 @@ def test_hf_bert_logits_round_trip(tmp_path, scan_layers):
   out_dir = tmp_path / 'export'
   out_dir.mkdir()
   exported = dict(mapping.params_to_hf(params, model_cfg))
-  safetensors.numpy.save_file(exported, str(out_dir / 'model.safetensors'))
+  safetensors_numpy.save_file(exported, str(out_dir / 'model.safetensors'))
   (out_dir / 'config.json').write_text(json.dumps(mapping.config_to_hf(c, model_cfg)))
   fresh = transformers.BertForPreTraining.from_pretrained(str(out_dir)).eval()
   again_mlm, again_nsp = _hf_logits(fresh, ids, types, valid)
