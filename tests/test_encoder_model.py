@@ -99,3 +99,17 @@ def test_train_flops_match_xla_gradient():
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   ratio = cost['flops'] / (family.flops_per_token(cfg, 128)['train'] * B * 128)
   assert 1.0 <= ratio <= 1.035, ratio
+
+
+def test_bert_base_config_is_bert_base():
+  from lm_jax.config import load_config
+  from tests.config_fixtures import ROOT
+  c = load_config(str(ROOT / 'configs' / 'bert_base.py'))
+  m = c.model
+  assert (m.num_layers, m.d_model, m.num_heads, m.mlp_dim, m.max_len) == (12, 768, 12, 3072, 512)
+  assert c.data.seq_len == 512 and c.data.nsp and m.encoder.nsp_head
+  # A 30522-token BPE + 6 special slots = 30528 ids (a multiple of 64: no padding rows).
+  _, cfg = get_family('encoder').build(m, 30522 + 6)
+  # Hugging Face's BertForPreTraining(bert-base-uncased config) has 110,106,428 parameters
+  # at vocab 30522; 6 more ids add 6 embedding rows of 768 and 6 decoder biases.
+  assert get_family('encoder').num_params(cfg)['total'] == 110_106_428 + 6 * 768 + 6
