@@ -113,3 +113,12 @@ def test_bert_base_config_is_bert_base():
   # Hugging Face's BertForPreTraining(bert-base-uncased config) has 110,106,428 parameters
   # at vocab 30522; 6 more ids add 6 embedding rows of 768 and 6 decoder biases.
   assert get_family('encoder').num_params(cfg)['total'] == 110_106_428 + 6 * 768 + 6
+
+
+def test_plan_says_plainly_it_does_not_model_the_encoder():
+  from lm_jax.config import load_config
+  from lm_jax.plan import command
+  from tests.config_fixtures import ROOT
+  config = load_config(str(ROOT / 'configs' / 'bert_base.py'))
+  with pytest.raises(ConfigError, match=r"family='encoder' is not modelled"):
+    command.plan_command(config, ['--devices', '8', '--device', 'h100'])
