@@ -62,7 +62,8 @@ def _reference():
 
 
 @pytest.mark.parametrize('mesh_shape, microbatches', [
-    (dict(data=2, fsdp=2, tensor=2), 1), (dict(data=2, fsdp=1, tensor=1), 2)],
+    (dict(data=2, fsdp=2, tensor=2), 1),
+    pytest.param(dict(data=2, fsdp=1, tensor=1), 2, marks=pytest.mark.slow)],
     ids=['d2_f2_t2', 'd2_micro2'])
 def test_loss_and_grads_match_single_device(mesh_shape, microbatches):
   ref_metrics, ref_grads = _reference()

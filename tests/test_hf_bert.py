@@ -85,7 +85,7 @@ def _run(module, params, ids, types, valid):
   return np.asarray(out['logits'])[..., :V], np.asarray(out['nsp_logits'])
 
 
-@pytest.mark.parametrize('scan_layers', [False, True])
+@pytest.mark.parametrize('scan_layers', [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_hf_bert_logits_round_trip(tmp_path, scan_layers):
   hf_dir = str(tmp_path / 'hf')
   model = _hf_model(hf_dir)

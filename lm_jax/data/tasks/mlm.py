@@ -92,10 +92,14 @@ def make_row(window_W, row_id: int, ctx) -> dict:
                                [s['sep']]]).astype(np.int32)
     types_L = np.zeros(len(tokens_L), np.int32)
     types_L[split + 2:] = 1  # B and its [SEP]
+    special_positions = [0, split + 1, len(tokens_L) - 1]
   else:
     tokens_L = np.concatenate([[s['cls']], window_W, [s['sep']]]).astype(np.int32)
     types_L, label = np.zeros(len(tokens_L), np.int32), None
-  text_L = ~np.isin(tokens_L, [s['cls'], s['sep']])
+    special_positions = [0, len(tokens_L) - 1]
+  # By position, not by id: a pretrained tokenizer's text may contain its special ids.
+  text_L = np.ones(len(tokens_L), bool)
+  text_L[special_positions] = False
   inputs_L, weights_L = _mask(tokens_L, text_L, rng, cfg.mlm_probability, s,
                               ctx.text_vocab_size)
   row = {'inputs': inputs_L, 'targets': tokens_L, 'weights': weights_L, 'token_types': types_L}
