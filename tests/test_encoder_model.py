@@ -122,3 +122,60 @@ def test_plan_says_plainly_it_does_not_model_the_encoder():
   config = load_config(str(ROOT / 'configs' / 'bert_base.py'))
   with pytest.raises(ConfigError, match=r"family='encoder' is not modelled"):
     command.plan_command(config, ['--devices', '8', '--device', 'h100'])
+
+
+def _np_ln(x, p, eps=1e-5):
+  p = p['LayerNorm_0']
+  mu = x.mean(-1, keepdims=True)
+  return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps) * p['scale'] + p['bias']
+
+
+def _np_gelu(x):
+  import math
+  return 0.5 * x * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))
+
+
+def _np_pre_ln_encoder(p, tokens, types, valid):
+  """The pre-LN encoder written from its definition, float64."""
+  L_ = tokens.shape[1]
+  x = (p['embed']['embedding'][tokens] + p['pos_embed']['embedding'][:L_]
+       + p['type_embed']['embedding'][types])
+  x = _np_ln(x, p['embed_norm'])
+  for i in range(2):
+    lp = p[f'layer_{i}']
+    a = lp['attn']
+    h = _np_ln(x, lp['attn_norm'])
+    q, k, v = (np.einsum('bld,dnh->blnh', h, a[n]['kernel']) + a[n]['bias']
+               for n in ('query', 'key', 'value'))
+    s = np.einsum('blnh,bmnh->bnlm', q, k) / np.sqrt(q.shape[-1])
+    s = np.where(valid[:, None, None, :], s, -np.inf)
+    w = np.exp(s - s.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    o = np.einsum('bnlm,bmnh->blnh', w, v)
+    x = x + np.einsum('blnh,nhd->bld', o, a['out']['kernel']) + a['out']['bias']
+    m = lp['mlp']
+    h = _np_ln(x, lp['mlp_norm'])
+    up = _np_gelu(h @ m['up']['kernel'] + m['up']['bias'])
+    x = x + up @ m['down']['kernel'] + m['down']['bias']
+  x = _np_ln(x, p['final_norm'])
+  t = _np_ln(_np_gelu(x @ p['mlm_dense']['kernel'] + p['mlm_dense']['bias']), p['mlm_norm'])
+  logits = t @ p['embed']['embedding'].T + p['mlm_decoder']['bias']
+  pooled = np.tanh(x[:, 0] @ p['pooler']['kernel'] + p['pooler']['bias'])
+  return logits, pooled @ p['nsp']['kernel'] + p['nsp']['bias']
+
+
+def test_pre_ln_encoder_matches_numpy():
+  module, cfg, variables, tokens = _built(norm_position='pre', nsp_head=True)
+  rng = np.random.default_rng(1)
+  # Off the init (LayerNorms 1 / 0, biases 0), so every parameter shows in the output.
+  params = jax.tree.map(lambda a: np.asarray(a, np.float64)
+                        + 0.1 * rng.standard_normal(a.shape), nn.unbox(variables['params']))
+  types = (np.arange(L)[None] >= 7).astype(np.int32).repeat(2, 0)
+  valid = np.ones((2, L), bool)
+  valid[1, 9:] = False
+  out = module.apply({'params': jax.tree.map(lambda a: a.astype(np.float32), params)}, tokens,
+                     token_types_BxL=types, padding_mask_BxL=valid)
+  want_logits, want_nsp = _np_pre_ln_encoder(params, tokens, types, valid)
+  np.testing.assert_allclose(out['logits'][..., :61], want_logits[..., :61], atol=1e-4)
+  assert np.all(np.asarray(out['logits'])[..., 61:] < -1e8)  # padding rows of the vocabulary
+  np.testing.assert_allclose(out['nsp_logits'], want_nsp, atol=1e-4)
