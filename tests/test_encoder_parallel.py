@@ -1,5 +1,6 @@
 """Sharding the encoder does not change the math: MLM + NSP loss and gradients on a 2x2x2
-(data, fsdp, tensor) mesh and with microbatches equal the single-device run (fp32)."""
+(data, fsdp, tensor) mesh, with sequence parallelism and with microbatches equal the
+single-device run (fp32)."""
 
 import functools
 
@@ -63,8 +64,9 @@ def _reference():
 
 @pytest.mark.parametrize('mesh_shape, microbatches', [
     (dict(data=2, fsdp=2, tensor=2), 1),
-    pytest.param(dict(data=2, fsdp=1, tensor=1), 2, marks=pytest.mark.slow)],
-    ids=['d2_f2_t2', 'd2_micro2'])
+    pytest.param(dict(data=2, fsdp=1, tensor=1), 2, marks=pytest.mark.slow),
+    pytest.param(dict(data=1, fsdp=2, sequence=2, tensor=2), 1, marks=pytest.mark.slow)],
+    ids=['d2_f2_t2', 'd2_micro2', 'f2_s2_t2'])
 def test_loss_and_grads_match_single_device(mesh_shape, microbatches):
   ref_metrics, ref_grads = _reference()
   metrics, grads = _loss_and_grads(mesh_shape, microbatches)
