@@ -8,7 +8,7 @@ Family-agnostic: each family's mapping (`Family.hf`, lm_jax/models/hf_mapping.py
 lives with the family.
 """
 
-from lm_jax.interop.export_hf import export_hf
-from lm_jax.interop.import_hf import import_hf
+from lm_jax.interop.hf_export import export_hf
+from lm_jax.interop.hf_import import import_hf
 
 __all__ = ['import_hf', 'export_hf']

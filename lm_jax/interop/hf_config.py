@@ -6,6 +6,7 @@ imported config as overrides of base_config()), so that
 """
 
 import json
+import logging
 import os
 import pprint
 from typing import Any
@@ -69,8 +70,11 @@ def _set(config, dotted: str, value) -> None:
 
 def apply_keys(keys: dict[str, Any], config: ml_collections.ConfigDict | None,
                source: str) -> ml_collections.ConfigDict:
-  """`config` (default: base_config()) with `keys` set; ConfigError where `config`
-  explicitly (not its default) says otherwise than the checkpoint."""
+  """`config` (default: base_config()) with `keys` set: the checkpoint decides them.
+
+  Where `config` explicitly (not its default) said otherwise, a warning lists
+  the replaced values (a --config is mostly there for data, training and mesh).
+  """
   defaults = base_config()
   config = defaults if config is None else config
   valid = set(dotted_keys(defaults))
@@ -83,9 +87,8 @@ def apply_keys(keys: dict[str, Any], config: ml_collections.ConfigDict | None,
     if current != default and current != value:
       conflicts.append(f'config.{dotted}={current!r}, {source} has {value!r}')
   if conflicts:
-    raise ConfigError('--config disagrees with the checkpoint being imported:\n  '
-                      + '\n  '.join(conflicts)
-                      + '\nDrop these keys from --config (the checkpoint decides them).')
+    logging.warning('the checkpoint being imported decides these keys; --config\'s values '
+                    'are replaced:\n  %s', '\n  '.join(conflicts))
   for dotted, value in keys.items():
     _set(config, dotted, value)
   return config

@@ -18,7 +18,6 @@ import ml_collections
 
 from lm_jax.build import build
 from lm_jax.checkpoint import Checkpointer, has_checkpoint
-from lm_jax.config.validate import check_vocab_size
 from lm_jax.data.tokenizers import ByteTokenizer
 from lm_jax.errors import ConfigError
 from lm_jax.interop import hf_config, hf_tokenizer, placement, tensor_check
@@ -40,7 +39,6 @@ def import_config(hf_dir: str, run_dir: str, config: ml_collections.ConfigDict |
   tokenizer = hf_tokenizer.hf_tokenizer(hf_dir)
   if tokenizer is not None:
     keys.update({'data.tokenizer': 'bpe', 'data.bpe_vocab_size': tokenizer.vocab_size})
-  given = config is not None
   config = hf_config.apply_keys(keys, copy.deepcopy(config),
                                 os.path.join(hf_dir, hf_config.CONFIG_JSON))
   config.logging.run_dir = run_dir
@@ -50,8 +48,6 @@ def import_config(hf_dir: str, run_dir: str, config: ml_collections.ConfigDict |
     hf_tokenizer.check_vocab(tokenizer.vocab_size, config.model.vocab_size,
                              os.path.join(hf_dir, 'tokenizer.json'))
   elif config.data.tokenizer == 'byte' and config.model.vocab_size < ByteTokenizer.vocab_size:
-    if given:
-      check_vocab_size(config.model, 'byte', ByteTokenizer.vocab_size)
     logging.warning('%s has no tokenizer.json and its vocabulary (%d) is smaller than the byte '
                     'tokenizer\'s: train or eval the run with a --config naming its tokenizer',
                     hf_dir, config.model.vocab_size)
