@@ -13,21 +13,21 @@ from lm_jax.models.registry import get_family  # noqa: E402
 VOCAB = 101  # not a multiple of vocab_multiple: the embedding is padded
 
 
-def gpt2(tied=True, seed=0, **kw):
+def gpt2(tied=True, seed=0, vocab=VOCAB, **kw):
   """A random GPT2LMHeadModel: 3 heads of 8, 2 layers, an odd vocabulary."""
   torch.manual_seed(seed)
-  cfg = transformers.GPT2Config(vocab_size=VOCAB, n_positions=128, n_embd=24, n_layer=2,
+  cfg = transformers.GPT2Config(vocab_size=vocab, n_positions=128, n_embd=24, n_layer=2,
                                 n_head=3, tie_word_embeddings=tied, resid_pdrop=0.0,
                                 embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0,
                                 eos_token_id=0, **kw)
   return _randomize(transformers.GPT2LMHeadModel(cfg))
 
 
-def llama(heads=6, kv_heads=2, tied=False, bias=False, seed=0, **kw):
+def llama(heads=6, kv_heads=2, tied=False, bias=False, seed=0, vocab=VOCAB, **kw):
   """A random LlamaForCausalLM (GQA 3:1 by default), 2 layers, an odd vocabulary."""
   torch.manual_seed(seed)
   cfg = transformers.LlamaConfig(
-      vocab_size=VOCAB, hidden_size=24, intermediate_size=40, num_hidden_layers=2,
+      vocab_size=vocab, hidden_size=24, intermediate_size=40, num_hidden_layers=2,
       num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=128,
       tie_word_embeddings=tied, attention_bias=bias, mlp_bias=bias, rms_norm_eps=1e-5,
       rope_theta=500.0, **kw)

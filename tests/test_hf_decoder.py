@@ -108,7 +108,8 @@ def test_gpt2_loss_and_gradients_equal_torch():
                                err_msg='/'.join(path))
 
 
-@pytest.mark.parametrize('case', list(CASES))
+# (gpt2_tied and llama_untied_bias go through files in test_hf_interop's round trip.)
+@pytest.mark.parametrize('case', ['gpt2_untied', 'llama_3heads_tied_bias'])
 def test_export_mapping_inverts_import(case):
   """params_to_hf(params_from_hf(HF)) gives back HF's state dict exactly."""
   from lm_jax.models.registry import get_family
