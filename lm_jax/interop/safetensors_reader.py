@@ -7,7 +7,6 @@ and shapes, then raw bytes), never pickles: a `pytorch_model.bin` is refused
 with how to convert it.
 """
 
-import contextlib
 import json
 import os
 
@@ -25,45 +24,53 @@ _PICKLES = ('pytorch_model.bin', 'pytorch_model.bin.index.json', 'tf_model.h5',
 class SafetensorsCheckpoint:
   """The tensors of one HF model directory: names, shapes, and one-tensor reads.
 
-  Use as a context manager (it keeps each shard file open while in use).
+  Each read opens its shard, copies the one tensor out and closes it again:
+  safe_open memory-maps the file, and a mapping kept open would keep every
+  page read so far resident in this process (the whole checkpoint, by the
+  end). Headers are small, so reopening costs little.
   """
 
   def __init__(self, hf_dir: str):
     self.hf_dir = hf_dir
     self._shard_of = _shard_map(hf_dir)  # tensor name -> shard file name
-    self._stack = contextlib.ExitStack()
-    self._handles = {}
+    self._shapes = {}
+    for shard in sorted(set(self._shard_of.values())):
+      with self._open(shard, next(n for n, s in self._shard_of.items() if s == shard)) as f:
+        for name in f.keys():
+          if self._shard_of.get(name) == shard:
+            self._shapes[name] = tuple(f.get_slice(name).get_shape())
+    absent = sorted(set(self._shard_of) - set(self._shapes))
+    if absent:
+      raise ConfigError(f'{os.path.join(hf_dir, INDEX_FILE)} lists tensors its shards do not '
+                        f'hold: {", ".join(absent[:20])}')
 
   def __enter__(self) -> 'SafetensorsCheckpoint':
     return self
 
   def __exit__(self, *exc):
-    self._stack.close()
-    self._handles.clear()
+    return None
 
   @property
   def names(self) -> set[str]:
     return set(self._shard_of)
 
-  def _handle(self, name: str):
-    shard = self._shard_of[name]
-    if shard not in self._handles:
-      path = os.path.join(self.hf_dir, shard)
-      if not os.path.isfile(path):
-        raise ConfigError(f'{os.path.join(self.hf_dir, INDEX_FILE)} lists tensor {name!r} '
-                          f'in {shard!r}, which is not in {self.hf_dir}')
-      self._handles[shard] = self._stack.enter_context(safe_open(path, framework='numpy'))
-    return self._handles[shard]
+  def _open(self, shard: str, name: str):
+    path = os.path.join(self.hf_dir, shard)
+    if not os.path.isfile(path):
+      raise ConfigError(f'{os.path.join(self.hf_dir, INDEX_FILE)} lists tensor {name!r} '
+                        f'in {shard!r}, which is not in {self.hf_dir}')
+    return safe_open(path, framework='numpy')
 
   def shape(self, name: str) -> tuple[int, ...]:
     """The tensor's shape, from the header (no data read)."""
-    return tuple(self._handle(name).get_slice(name).get_shape())
+    return self._shapes[name]
 
   def read(self, name: str) -> np.ndarray:
-    """One tensor as a NumPy array (bfloat16 as ml_dtypes.bfloat16)."""
+    """One tensor as a NumPy array of its own (bfloat16 as ml_dtypes.bfloat16)."""
     if name not in self._shard_of:
       raise KeyError(name)
-    return self._handle(name).get_tensor(name)
+    with self._open(self._shard_of[name], name) as f:
+      return np.array(f.get_tensor(name), copy=True)
 
 
 def _shard_map(hf_dir: str) -> dict[str, str]:
