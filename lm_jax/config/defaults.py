@@ -13,7 +13,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   c.model = ml_collections.ConfigDict(dict(
-      family='decoder',        # a family of lm_jax/models/registry.py: decoder (GPT/Llama)
+      family='decoder',        # a family of lm_jax/models/registry.py: decoder (GPT/Llama) | encoder (BERT)
       vocab_size=0,            # 0: taken from the tokenizer (else at least its vocabulary)
       vocab_multiple=64,       # the embedding is padded up to a multiple of this
       num_layers=4,
@@ -43,7 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
       source='stdlib',         # stdlib (this Python's own library sources) | a file, glob or directory
       file_glob='*.py',        # files taken from a directory source
       max_bytes=8_000_000,     # read at most this many bytes of text (0: no limit)
-      task='',                 # batch maker (lm_jax/data/tasks): '' = the family's default; lm
+      task='',                 # batch maker (lm_jax/data/tasks): '' = the family's default; lm | mlm
       tokenizer='byte',        # byte | char | bpe
       bpe_vocab_size=4096,
       seq_len=128,
@@ -52,6 +52,8 @@ def base_config() -> ml_collections.ConfigDict:
       seed=0,
       cache_dir='',            # '': <run_dir>/../.cache/tokens; tokenized corpora are memory-mapped from here
       prefetch=2,              # batches prefetched by a background thread (0: off)
+      mlm_probability=0.15,    # mlm task: fraction of text tokens selected (80% [MASK], 10% random, 10% kept)
+      nsp=False,               # mlm task: sentence pairs with next-sentence labels (50% true continuation)
   ))
 
   c.optimizer = ml_collections.ConfigDict(dict(
@@ -91,7 +93,7 @@ def base_config() -> ml_collections.ConfigDict:
   ))
 
   c.objective = ml_collections.ConfigDict(dict(
-      name='cross_entropy',    # lm_jax/objectives/registry.py: cross_entropy
+      name='cross_entropy',    # lm_jax/objectives/registry.py: cross_entropy | mlm (+ NSP)
       label_smoothing=0.0,     # eps: target (1 - eps) onehot + eps / V; trained as KL to it
       z_loss=0.0,              # coefficient of the log(Z)^2 auxiliary loss (PaLM)
   ))

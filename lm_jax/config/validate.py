@@ -52,6 +52,7 @@ FLOAT_RANGES = {
     'model.init_std': (0.0, None, False, None),
     'data.val_fraction': (0.0, 1.0, True, False),
     'data.test_fraction': (0.0, 1.0, True, False),
+    'data.mlm_probability': (0.0, 1.0, False, True),
     'optimizer.lr': (0.0, None, False, None),
     'optimizer.min_lr_ratio': (0.0, 1.0, True, True),
     'optimizer.b1': (0.0, 1.0, True, False),

@@ -50,6 +50,10 @@ class BatchMaker:
   def __call__(self, windows_BxW: np.ndarray, row_ids_B: np.ndarray) -> Batch:
     return self.task.make_batch(windows_BxW, row_ids_B, self.ctx)
 
+  def over(self, windows: 'Windows') -> 'BatchMaker':
+    """This maker with the split's windows in its context (tasks that read other rows)."""
+    return dataclasses.replace(self, ctx=dataclasses.replace(self.ctx, windows=windows))
+
 
 def next_token_maker() -> BatchMaker:
   """The `lm` task with no special tokens (the default of the functions below)."""
@@ -124,6 +128,7 @@ def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, se
   rows = _checked_rows(rows, global_batch_size)
   make = make or next_token_maker()
   windows = Windows(tokens_T, make.window_len(seq_len))
+  make = make.over(windows)
   if len(windows) < global_batch_size:
     raise ValueError(
         f'train split has {len(windows)} windows of {windows.window} tokens '
@@ -159,6 +164,7 @@ def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_
   rows = _checked_rows(rows, global_batch_size)
   make = make or next_token_maker()
   windows = Windows(tokens_T, make.window_len(seq_len))
+  make = make.over(windows)
   available = len(windows) // global_batch_size
   if available < 1:
     raise ValueError(

@@ -50,10 +50,11 @@ class Family:
 
 def _families() -> dict[str, Family]:
   from lm_jax.models.decoder.family import FAMILY as decoder  # pylint: disable=g-import-not-at-top
-  return {f.name: f for f in (decoder,)}
+  from lm_jax.models.encoder.family import FAMILY as encoder  # pylint: disable=g-import-not-at-top
+  return {f.name: f for f in (decoder, encoder)}
 
 
-FAMILY_NAMES = ('decoder',)
+FAMILY_NAMES = ('decoder', 'encoder')
 
 
 def get_family(name: str) -> Family:

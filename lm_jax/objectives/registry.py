@@ -2,6 +2,7 @@
 
 from lm_jax.errors import ConfigError
 from lm_jax.objectives.cross_entropy import CrossEntropy
+from lm_jax.objectives.mlm import MaskedLM
 
 
 def _cross_entropy(objective_cfg, model_cfg):
@@ -10,8 +11,13 @@ def _cross_entropy(objective_cfg, model_cfg):
                       z_loss=objective_cfg.z_loss)
 
 
+def _mlm(objective_cfg, model_cfg):
+  return MaskedLM(vocab_size=model_cfg.vocab_size,
+                  label_smoothing=objective_cfg.label_smoothing, z_loss=objective_cfg.z_loss)
+
+
 # name -> builder(config.objective, resolved model config)
-_BUILDERS = {'cross_entropy': _cross_entropy}
+_BUILDERS = {'cross_entropy': _cross_entropy, 'mlm': _mlm}
 OBJECTIVE_NAMES = tuple(_BUILDERS)
 
 

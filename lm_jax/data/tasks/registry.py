@@ -18,6 +18,8 @@ class TaskContext:
   specials: dict[str, int]      # role -> id (lm_jax/data/special_tokens.py)
   text_vocab_size: int          # ids [0, text_vocab_size) are text (e.g. MLM's random tokens)
   seed: int = 0                 # data.seed: per-row randomness derives from it
+  # The split's windows (len(), [index]), for tasks that read other rows' text (NSP).
+  windows: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +43,11 @@ class Task:
 
 def _tasks() -> dict[str, Task]:
   from lm_jax.data.tasks.lm import TASK as lm  # pylint: disable=g-import-not-at-top
-  return {t.name: t for t in (lm,)}
+  from lm_jax.data.tasks.mlm import TASK as mlm  # pylint: disable=g-import-not-at-top
+  return {t.name: t for t in (lm, mlm)}
 
 
-TASK_NAMES = ('lm',)
+TASK_NAMES = ('lm', 'mlm')
 
 
 def get_task(name: str) -> Task:
