@@ -50,10 +50,11 @@ class Family:
 
 def _families() -> dict[str, Family]:
   from lm_jax.models.decoder.family import FAMILY as decoder  # pylint: disable=g-import-not-at-top
-  return {f.name: f for f in (decoder,)}
+  from lm_jax.models.encdec.family import FAMILY as encdec  # pylint: disable=g-import-not-at-top
+  return {f.name: f for f in (decoder, encdec)}
 
 
-FAMILY_NAMES = ('decoder',)
+FAMILY_NAMES = ('decoder', 'encdec')
 
 
 def get_family(name: str) -> Family:
