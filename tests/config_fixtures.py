@@ -12,6 +12,8 @@ DEVICE_COUNTS = {
     'shakespeare_char.py': (1, 2, 4),
     'gpt2_small.py': (1, 2, 8),
     'llama_1b.py': (1, 2, 4, 8),
+    't5_small.py': (1, 2, 8),
+    't5_tiny.py': (1, 2),
 }
 
 
