@@ -66,3 +66,27 @@ def test_padding_and_causality(feed_forward, tie):
   # Parameter count: the analytic formula equals the tree.
   tree_count = sum(x.size for x in jax.tree.leaves(variables['params']))
   assert family.num_params(cfg)['total'] == tree_count
+
+
+def test_config_errors_name_the_key():
+  from lm_jax.config.validate import validate
+  from lm_jax.errors import ConfigError
+  c = base_config()
+  c.model.family = 'encdec'
+  c.data.task = 'span_corruption'
+  validate(c, device_count=1)
+  for key, value, match in (('encdec.feed_forward', 'swiglu', 'model.encdec.feed_forward'),
+                            ('position', 'rope', 'does not use it'),
+                            ('encdec.relative_attention_num_buckets', 7, 'even int')):
+    bad = base_config()
+    bad.model.family, bad.data.task = 'encdec', 'span_corruption'
+    *parents, leaf = key.split('.')
+    node = bad.model
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+    with pytest.raises(ConfigError, match=match):
+      validate(bad, device_count=1)
+  c.data.task = 'lm'
+  with pytest.raises(ConfigError, match="trains on the tasks 'span_corruption', 'seq2seq'"):
+    validate(c, device_count=1)

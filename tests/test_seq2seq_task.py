@@ -52,3 +52,22 @@ def test_bad_line_names_file_and_line(tmp_path):
   task, cfg, tok = get_task('seq2seq'), _cfg(path), ByteTokenizer()
   with pytest.raises(ConfigError, match=r"bad.jsonl', line 2.*'target'"):
     task.examples(cfg, tok, special_ids(tok, ('eos', 'pad')), 'train')
+
+
+def test_build_data_reads_pairs_for_every_split(tmp_path):
+  from lm_jax.data.pipeline import build_data
+  path = tmp_path / 'pairs.jsonl'
+  path.write_text(''.join(json.dumps({'input': f'question {i}', 'target': f'answer {i}'}) + '\n'
+                          for i in range(40)))
+  cfg = base_config().data
+  cfg.update(task='seq2seq', source=str(path), seq_len=16, target_len=10,
+             seq2seq_path=str(path), cache_dir=str(tmp_path / 'cache'), prefetch=0,
+             val_fraction=0.1, test_fraction=0.1)
+  data = build_data(cfg, global_batch_size=4, run_dir=str(tmp_path / 'run'),
+                    task=get_task('seq2seq'))
+  batch = next(data.train_iter)
+  assert batch['encoder_inputs'].shape == (4, 16) and batch['targets'].shape == (4, 10)
+  val = data.val_batches(1)[0]  # pairs 32..35: the file's order after the 32 train pairs
+  text = ByteTokenizer().decode(val['targets'][0][val['weights'][0] == 1][:-1])
+  assert text == 'answer 32'
+  assert data.vocab_size == 256 + 2  # bytes, EOS, pad
