@@ -14,6 +14,8 @@ DEVICE_COUNTS = {
     'llama_1b.py': (1, 2, 4, 8),
     'bert_base.py': (1, 2, 8),
     'bert_tiny.py': (1, 2),
+    't5_small.py': (1, 2, 8),
+    't5_tiny.py': (1, 2),
 }
 
 

@@ -13,7 +13,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   c.model = ml_collections.ConfigDict(dict(
-      family='decoder',        # a family of lm_jax/models/registry.py: decoder (GPT/Llama) | encoder (BERT)
+      family='decoder',        # a family of lm_jax/models/registry.py: decoder (GPT/Llama) | encoder (BERT) | encdec (T5)
       vocab_size=0,            # 0: taken from the tokenizer (else at least its vocabulary)
       vocab_multiple=64,       # the embedding is padded up to a multiple of this
       num_layers=4,
@@ -43,7 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
       source='stdlib',         # stdlib (this Python's own library sources) | a file, glob or directory
       file_glob='*.py',        # files taken from a directory source
       max_bytes=8_000_000,     # read at most this many bytes of text (0: no limit)
-      task='',                 # batch maker (lm_jax/data/tasks): '' = the family's default; lm | mlm
+      task='',                 # batch maker (lm_jax/data/tasks): '' = the family's default; lm | mlm | span_corruption | seq2seq
       tokenizer='byte',        # byte | char | bpe
       bpe_vocab_size=4096,
       seq_len=128,
@@ -54,6 +54,13 @@ def base_config() -> ml_collections.ConfigDict:
       prefetch=2,              # batches prefetched by a background thread (0: off)
       mlm_probability=0.15,    # mlm task: fraction of text tokens selected (80% [MASK], 10% random, 10% kept)
       nsp=False,               # mlm task: sentence pairs with next-sentence labels (50% true continuation)
+      # Encoder-decoder tasks (docs/families_encdec.md): span_corruption's noise, seq2seq's pairs.
+      noise_density=0.15,      # span_corruption: share of each window's tokens that are noise
+      mean_noise_span_length=3.0,  # span_corruption: mean length of a noise span
+      seq2seq_path='',         # seq2seq: JSONL file of {input_field: str, target_field: str} lines
+      seq2seq_input_field='input',
+      seq2seq_target_field='target',
+      target_len=0,            # seq2seq: decoder length (0: data.seq_len); span_corruption derives it
   ))
 
   c.optimizer = ml_collections.ConfigDict(dict(

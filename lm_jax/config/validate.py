@@ -42,6 +42,7 @@ NON_NEGATIVE_INTS = (
     'model.vocab_size', 'model.num_kv_heads', 'model.head_dim', 'model.mlp_dim',
     'data.max_bytes', 'data.prefetch', 'optimizer.warmup_steps', 'optimizer.decay_steps',
     'train.eval_every', 'checkpoint.every', 'train.early_stop_patience',
+    'data.target_len',
 )
 
 # key -> (low, high, low_inclusive, high_inclusive); None = unbounded.
@@ -53,6 +54,8 @@ FLOAT_RANGES = {
     'data.val_fraction': (0.0, 1.0, True, False),
     'data.test_fraction': (0.0, 1.0, True, False),
     'data.mlm_probability': (0.0, 1.0, False, True),
+    'data.noise_density': (0.0, 1.0, False, False),
+    'data.mean_noise_span_length': (1.0, None, True, None),
     'optimizer.lr': (0.0, None, False, None),
     'optimizer.min_lr_ratio': (0.0, 1.0, True, True),
     'optimizer.b1': (0.0, 1.0, True, False),

@@ -79,6 +79,31 @@ class Windows:
     return np.asarray(self.tokens_T[start:start + self.window], dtype=np.int32)
 
 
+class ExampleRows:
+  """A task's [N, W] example rows (e.g. seq2seq pairs), read like the windows of a stream."""
+
+  def __init__(self, rows_NxW: np.ndarray):
+    self.rows_NxW = rows_NxW
+    self.window = rows_NxW.shape[1]
+    self.num_windows = len(rows_NxW)
+
+  def __len__(self) -> int:
+    return self.num_windows
+
+  def __getitem__(self, index: int) -> np.ndarray:
+    return np.asarray(self.rows_NxW[int(index)], dtype=np.int32)
+
+
+def windows_of(source: np.ndarray, window_len: int):
+  """The windows of a 1-D token stream, or a task's 2-D example rows as they are."""
+  return ExampleRows(source) if source.ndim == 2 else Windows(source, window_len)
+
+
+def _num_tokens(source: np.ndarray) -> int:
+  """Tokens of a stream, or the real ids (>= 0) of example rows."""
+  return int(np.sum(source >= 0)) if source.ndim == 2 else len(source)
+
+
 def split_bounds(num_tokens: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
   """Returns (train_end, val_end): [0, train_end) trains, then val up to val_end, then test."""
   if not 0.0 <= val_fraction < 1.0:  # 0: no validation split (evaluation off)
@@ -127,7 +152,7 @@ def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, se
   `make` (default: next-token windows)."""
   rows = _checked_rows(rows, global_batch_size)
   make = make or next_token_maker()
-  windows = Windows(tokens_T, make.window_len(seq_len))
+  windows = windows_of(tokens_T, make.window_len(seq_len))
   make = make.over(windows)
   if len(windows) < global_batch_size:
     raise ValueError(
@@ -163,7 +188,7 @@ def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_
   a held-out split, in order (made by `make`, default next-token windows)."""
   rows = _checked_rows(rows, global_batch_size)
   make = make or next_token_maker()
-  windows = Windows(tokens_T, make.window_len(seq_len))
+  windows = windows_of(tokens_T, make.window_len(seq_len))
   make = make.over(windows)
   available = len(windows) // global_batch_size
   if available < 1:
@@ -239,6 +264,9 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
   task = task or get_task('lm')
   roles = task.special_tokens(data_cfg)
   specials = special_tokens.special_ids(tokenizer, roles)
+  if task.examples is not None:  # the task's own rows (seq2seq pairs) replace the windows
+    train_T, val_T, test_T = (task.examples(data_cfg, tokenizer, specials, split)
+                              for split in ('train', 'val', 'test'))
   ctx = TaskContext(data_cfg=data_cfg, specials=specials,
                     text_vocab_size=tokenizer.vocab_size, seed=data_cfg.seed)
   make = BatchMaker(task, ctx)
@@ -261,9 +289,9 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
       train_iter=train_iterator(dataset, data_cfg.prefetch),
       val_batches=held_out['val'],
       test_batches=held_out['test'],
-      train_tokens=len(train_T),
-      val_tokens=len(val_T),
-      test_tokens=len(test_T),
+      train_tokens=_num_tokens(train_T),
+      val_tokens=_num_tokens(val_T),
+      test_tokens=_num_tokens(test_T),
       fingerprint=fingerprint.data_fingerprint(data_cfg, global_batch_size,
                                                tokenizer.identity(), corpus_fp, task),
       tokens_path=token_cache.tokens_path(cache_dir, tokenizer, corpus_fp),

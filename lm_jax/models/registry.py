@@ -51,10 +51,11 @@ class Family:
 def _families() -> dict[str, Family]:
   from lm_jax.models.decoder.family import FAMILY as decoder  # pylint: disable=g-import-not-at-top
   from lm_jax.models.encoder.family import FAMILY as encoder  # pylint: disable=g-import-not-at-top
-  return {f.name: f for f in (decoder, encoder)}
+  from lm_jax.models.encdec.family import FAMILY as encdec  # pylint: disable=g-import-not-at-top
+  return {f.name: f for f in (decoder, encoder, encdec)}
 
 
-FAMILY_NAMES = ('decoder', 'encoder')
+FAMILY_NAMES = ('decoder', 'encoder', 'encdec')
 
 
 def get_family(name: str) -> Family:
