@@ -50,10 +50,11 @@ class Family:
 
 def _families() -> dict[str, Family]:
   from lm_jax.models.decoder.family import FAMILY as decoder  # pylint: disable=g-import-not-at-top
-  return {f.name: f for f in (decoder,)}
+  from lm_jax.models.rnn.family import FAMILY as rnn  # pylint: disable=g-import-not-at-top
+  return {f.name: f for f in (decoder, rnn)}
 
 
-FAMILY_NAMES = ('decoder',)
+FAMILY_NAMES = ('decoder', 'rnn')
 
 
 def get_family(name: str) -> Family:
