@@ -51,10 +51,11 @@ class Family:
 def _families() -> dict[str, Family]:
   from lm_jax.models.decoder.family import FAMILY as decoder  # pylint: disable=g-import-not-at-top
   from lm_jax.models.rnn.family import FAMILY as rnn  # pylint: disable=g-import-not-at-top
-  return {f.name: f for f in (decoder, rnn)}
+  from lm_jax.models.cnn.family import FAMILY as cnn  # pylint: disable=g-import-not-at-top
+  return {f.name: f for f in (decoder, rnn, cnn)}
 
 
-FAMILY_NAMES = ('decoder', 'rnn')
+FAMILY_NAMES = ('decoder', 'rnn', 'cnn')
 
 
 def get_family(name: str) -> Family:
