@@ -16,6 +16,10 @@ DEVICE_COUNTS = {
     'bert_tiny.py': (1, 2),
     't5_small.py': (1, 2, 8),
     't5_tiny.py': (1, 2),
+    'lstm_tiny.py': (1, 2),
+    'gru_tiny.py': (1, 2),
+    'rnn_tiny.py': (1, 2),
+    'gated_cnn_tiny.py': (1, 2),
 }
 
 

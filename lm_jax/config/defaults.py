@@ -161,11 +161,14 @@ def shrink_to_runlocal(c: ml_collections.ConfigDict, name: str) -> None:
   """Shrinks a config in place to a seconds-long CPU smoke run (`config.py:runlocal`).
 
   Keeps the config's model family, position, norm and MLP choices; only sizes,
-  step counts and the run directory change.
+  step counts and the run directory change (of the model sizes, those the family reads).
   """
+  from lm_jax.models.registry import get_family  # pylint: disable=g-import-not-at-top
   c.data.max_bytes = 200_000
   c.data.seq_len = 32
-  c.model.update(num_layers=2, d_model=32, num_heads=2, max_len=32)
+  reads = get_family(c.model.family).shared_keys
+  c.model.update({k: v for k, v in dict(num_layers=2, d_model=32, num_heads=2, max_len=32).items()
+                  if k in reads})
   c.train.update(global_batch_size=4, microbatches=1, steps=5, eval_every=5,
                  eval_batches=1, log_every=1)
   c.optimizer.warmup_steps = 1
