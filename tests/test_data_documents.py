@@ -3,6 +3,7 @@
 import gzip
 import json
 
+import numpy as np
 import pytest
 
 from lm_jax.data import documents
@@ -117,7 +118,12 @@ def test_max_bytes_takes_a_prefix_of_chunks(tmp_path):
   path = write_jsonl(tmp_path / 'c.jsonl', [f'doc {i}' for i in range(100)])
   all_chunks = documents.plan_chunks([path], 'jsonl', chunk_bytes=100)
   some = documents.plan_chunks([path], 'jsonl', chunk_bytes=100, max_bytes=250)
-  assert some == all_chunks[:3]
+  assert some[:2] == all_chunks[:2] and some[2].part == (200, 250)
+  lines = open(path, 'rb').read().splitlines(keepends=True)
+  starts = np.cumsum([0] + [len(x) for x in lines])
+  expected = [f'doc {i}' for i in range(100) if starts[i] < 250]
+  assert read_all([path], 'jsonl', chunk_bytes=100)[0][:len(expected)] == expected
+  assert [d for c in some for d in documents.read_chunk(c)] == expected
 
 
 def test_mixed_formats_refused(tmp_path):

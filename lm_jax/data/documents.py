@@ -129,7 +129,8 @@ def _jsonl_ranges(path: str, chunk_bytes: int) -> list[tuple[int, int]]:
 
 def plan_chunks(files: list[str], fmt: str, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                 max_bytes: int = 0) -> list[Chunk]:
-  """The chunks of `files` in corpus order; with max_bytes, the prefix reaching it."""
+  """The chunks of `files` in corpus order; with max_bytes, the prefix of chunks reaching
+  it (an uncompressed JSONL range is cut at max_bytes: the lines starting before it)."""
   chunks: list[Chunk] = []
   if fmt == 'jsonl':
     for path in files:
@@ -159,6 +160,9 @@ def plan_chunks(files: list[str], fmt: str, chunk_bytes: int = DEFAULT_CHUNK_BYT
     for c in chunks:
       if total >= max_bytes:
         break
+      if c.format == 'jsonl' and c.size > max_bytes - total and not c.paths[0].endswith(
+          ('.gz', '.zst')):  # the last byte range stops at max_bytes (at a line start)
+        c = Chunk('jsonl', c.paths, (c.part[0], c.part[0] + max_bytes - total), max_bytes - total)
       kept.append(c)
       total += c.size
     chunks = kept

@@ -27,7 +27,9 @@ from absl import logging
 import grain
 import numpy as np
 
+from lm_jax.data import boundaries
 from lm_jax.data import fingerprint
+from lm_jax.data import prepared_corpus
 from lm_jax.data import run_tokenizer
 from lm_jax.data import sources
 from lm_jax.data import special_tokens
@@ -188,7 +190,7 @@ class Data:
   val_tokens: int
   test_tokens: int
   fingerprint: dict                      # fingerprint.data_fingerprint: saved with checkpoints
-  tokens_path: str = ''                  # the memory-mapped cache file
+  tokens_path: str = ''                  # the memory-mapped cache file (or prepared directory)
 
 
 def default_cache_dir(run_dir: str) -> str:
@@ -214,24 +216,44 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
   (see run_tokenizer.py); `allow_new_data` lets it be kept for a changed corpus.
   """
   cache_dir = data_cfg.cache_dir or default_cache_dir(run_dir)
-  files = sources.corpus_files(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
-  corpus_fp = fingerprint.corpus_fingerprint(files, data_cfg.max_bytes, memo_dir=cache_dir)
+  task = task or get_task('lm')
+  roles = task.special_tokens(data_cfg)
+  documents_mode = prepared_corpus.uses_preparation(data_cfg)
+  if data_cfg.document_mask and not roles:
+    raise ValueError('data.document_mask=True needs documents separated by special tokens, '
+                     f'but data.separator={data_cfg.separator!r} resolves to blank_line for '
+                     f'data.source={data_cfg.source!r}; set data.separator=eos (or bos)')
+  if documents_mode:
+    files, chunks, corpus_fp = prepared_corpus.plan(data_cfg, cache_dir)
+    read_text = functools.cache(lambda: prepared_corpus.sample_text(data_cfg, chunks))
+  else:
+    files = sources.corpus_files(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
+    corpus_fp = fingerprint.corpus_fingerprint(files, data_cfg.max_bytes, memo_dir=cache_dir)
 
-  @functools.cache
-  def read_text() -> str:  # read lazily: a warm cache never touches the corpus
-    text, _ = sources.read_corpus(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
-    return text
+    @functools.cache
+    def read_text() -> str:  # read lazily: a warm cache never touches the corpus
+      text, _ = sources.read_corpus(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
+      return text
 
   tokenizer = run_tokenizer.run_tokenizer(
       data_cfg, run_dir, cache_dir, corpus_fp, read_text, resuming=resuming,
       allow_new_data=allow_new_data, is_primary=process_index == 0)
-  tokens_T = token_cache.cached_tokens(cache_dir, tokenizer, corpus_fp, read_text)
-  train_end, val_end = split_bounds(len(tokens_T), data_cfg.val_fraction,
-                                    data_cfg.test_fraction)
-  train_T, val_T, test_T = tokens_T[:train_end], tokens_T[train_end:val_end], tokens_T[val_end:]
-
-  task = task or get_task('lm')
-  roles = task.special_tokens(data_cfg)
+  if documents_mode:
+    prep = prepared_corpus.prepared(data_cfg, tokenizer, chunks, corpus_fp, cache_dir,
+                                    roles=roles, progress=process_index == 0)
+    tokens_path = prep.directory
+    if data_cfg.split_by == 'document':
+      train_T, val_T, test_T = (prep.stream(s) for s in ('train', 'val', 'test'))
+    else:
+      tokens_T = prep.stream('all')
+  else:
+    tokens_T = token_cache.cached_tokens(cache_dir, tokenizer, corpus_fp, read_text)
+    tokens_path = token_cache.tokens_path(cache_dir, tokenizer, corpus_fp)
+  if data_cfg.split_by == 'tail':
+    train_end, val_end = split_bounds(len(tokens_T), data_cfg.val_fraction,
+                                      data_cfg.test_fraction)
+    train_T, val_T, test_T = (tokens_T[:train_end], tokens_T[train_end:val_end],
+                              tokens_T[val_end:])
   specials = special_tokens.special_ids(tokenizer, roles)
   ctx = TaskContext(data_cfg=data_cfg, specials=specials,
                     text_vocab_size=tokenizer.vocab_size, seed=data_cfg.seed)
@@ -246,8 +268,13 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
     if data_cfg[f'{split}_fraction'] > 0:
       held_out[split](0)  # fail now, not at the first eval, if it holds less than one batch
   logging.info('data: %d files, %d tokens (train %d, val %d, test %d), vocab %d (%s)',
-               len(files), len(tokens_T), len(train_T), len(val_T), len(test_T),
-               tokenizer.vocab_size, tokenizer.kind)
+               len(files), len(train_T) + len(val_T) + len(test_T), len(train_T), len(val_T),
+               len(test_T), tokenizer.vocab_size, tokenizer.kind)
+  data_fp = fingerprint.data_fingerprint(data_cfg, global_batch_size, tokenizer.identity(),
+                                         corpus_fp, task)
+  if documents_mode:  # absent from older fingerprints, which compare only their own keys
+    data_fp.update({'data.separator': boundaries.resolve_separator(data_cfg),
+                    'data.split_by': data_cfg.split_by})
   return Data(
       tokenizer=tokenizer,
       vocab_size=special_tokens.model_vocab_size(tokenizer, roles),
@@ -258,7 +285,6 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
       train_tokens=len(train_T),
       val_tokens=len(val_T),
       test_tokens=len(test_T),
-      fingerprint=fingerprint.data_fingerprint(data_cfg, global_batch_size,
-                                               tokenizer.identity(), corpus_fp, task),
-      tokens_path=token_cache.tokens_path(cache_dir, tokenizer, corpus_fp),
+      fingerprint=data_fp,
+      tokens_path=tokens_path,
   )

@@ -1,0 +1,72 @@
+"""A run's corpus through preparation: the config -> chunks, fingerprint, tokenizer sample,
+and the prepared train / val / test token streams (lm_jax/data/prepare.py).
+
+Used instead of the single cached token array (token_cache.py) when documents are
+separated by special tokens (data.separator resolves to eos / bos / bos_eos: every
+JSONL / Parquet / HF source) or split whole (data.split_by='document'); text files
+joined by blank lines keep today's stream exactly (the nanoGPT reproductions).
+"""
+
+from typing import Any
+
+from lm_jax.data import boundaries
+from lm_jax.data import documents
+from lm_jax.data import fingerprint
+from lm_jax.data import prepare
+from lm_jax.data import special_tokens
+
+_SAMPLE_BYTES = 64 << 20  # text a char / bpe tokenizer is trained on
+CORPUS_VERSION = 3
+
+
+def uses_preparation(data_cfg: Any) -> bool:
+  """Whether the run's corpus goes through preparation (else: token_cache's one array)."""
+  return (data_cfg.split_by == 'document'
+          or boundaries.resolve_separator(data_cfg) != 'blank_line')
+
+
+def plan(data_cfg: Any, cache_dir: str) -> tuple[list[str], list[documents.Chunk], dict]:
+  """(files, chunks, corpus fingerprint) of the source: content digests, no text read."""
+  fmt = documents.source_format(data_cfg.source, data_cfg.file_glob, data_cfg.format)
+  files = documents.source_files(data_cfg.source, data_cfg.file_glob, fmt)
+  chunks = documents.plan_chunks(files, fmt, data_cfg.chunk_mb << 20, data_cfg.max_bytes)
+  used = sorted({p for c in chunks for p in c.paths}, key=files.index)
+  digests = fingerprint.file_digests(used, memo_dir=cache_dir)
+  corpus_fp = {'version': CORPUS_VERSION, 'format': fmt, 'text_field': data_cfg.text_field,
+               'utf8_errors': data_cfg.utf8_errors, 'chunk_mb': data_cfg.chunk_mb,
+               'max_bytes': data_cfg.max_bytes,
+               'files': [[c.size, *c.part, *[digests[used.index(p)] for p in c.paths]]
+                         for c in chunks]}
+  return files, chunks, corpus_fp
+
+
+def sample_text(data_cfg: Any, chunks: list[documents.Chunk]) -> str:
+  """The first ~64 MB of documents, blank-line separated: what char / bpe train on."""
+  texts, total = [], 0
+  for chunk in chunks:
+    for doc in documents.read_chunk(chunk, data_cfg.text_field, data_cfg.utf8_errors):
+      texts.append(doc)
+      total += len(doc)
+      if total >= _SAMPLE_BYTES:
+        return '\n\n'.join(texts)
+  return '\n\n'.join(texts)
+
+
+def prepared(data_cfg: Any, tokenizer, chunks: list[documents.Chunk], corpus_fp: dict,
+             cache_dir: str, *, roles: tuple[str, ...], progress: bool = True,
+             workers: int | None = None) -> prepare.Prepared:
+  """The preparation of the corpus by `tokenizer` (made now unless it exists)."""
+  sep = boundaries.resolve_separator(data_cfg)
+  ids = special_tokens.special_ids(tokenizer, boundaries.separator_roles(data_cfg))
+  vocab = special_tokens.model_vocab_size(tokenizer, tuple(roles) + tuple(ids))
+  settings = prepare.Settings(
+      text_field=data_cfg.text_field, utf8_errors=data_cfg.utf8_errors,
+      bos_id=ids.get('bos'), eos_id=ids.get('eos'), split_by=data_cfg.split_by,
+      val_fraction=float(data_cfg.val_fraction), test_fraction=float(data_cfg.test_fraction),
+      dtype='uint16' if vocab <= 1 << 16 else 'uint32', source=data_cfg.source)
+  key = {'version': prepare.VERSION, 'corpus': corpus_fp, 'tokenizer': tokenizer.identity(),
+         'separator': sep, 'ids': ids, 'dtype': settings.dtype, 'split_by': settings.split_by}
+  if settings.split_by == 'document':
+    key.update(val=settings.val_fraction, test=settings.test_fraction)
+  return prepare.prepare(chunks, tokenizer, prepare.preparation_dir(cache_dir, key), settings,
+                         key, workers=workers or data_cfg.prepare_workers, progress=progress)
