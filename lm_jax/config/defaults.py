@@ -63,6 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
       split_by='tail',         # tail (token fractions, nanoGPT) | document (whole documents by a content hash)
       prepare_workers=1,       # processes tokenizing chunks in `lm-jax prepare` / before training
       chunk_mb=64,             # input megabytes per chunk (one token shard each)
+      mixture='',              # 'SRC:W,SRC:W,...': sources sampled by weight per row (replaces data.source)
   ))
 
   c.optimizer = ml_collections.ConfigDict(dict(

@@ -6,7 +6,7 @@ each token's segment id and its position within its document (NumPy, host side).
   bos         a beginning-of-document token before every document (role 'bos')
   bos_eos     both
   blank_line  the text files joined by a blank line, no special token (nanoGPT's rule)
-  auto        eos for JSONL / Parquet / HF datasets, blank_line for text files
+  auto        eos for JSONL / Parquet / HF datasets and mixtures, blank_line for text files
 A tokenizer with its own BOS/EOS (a pretrained one) gives their ids; otherwise
 they are appended after the text vocabulary (lm_jax/data/special_tokens.py).
 
@@ -25,6 +25,8 @@ def resolve_separator(data_cfg) -> str:
   sep = data_cfg.get('separator', 'auto') if data_cfg is not None else 'blank_line'
   if sep != 'auto':
     return sep
+  if data_cfg.get('mixture'):  # sources are documents of their own
+    return 'eos'
   from lm_jax.data import documents  # pylint: disable=g-import-not-at-top
   fmt = documents.source_format(data_cfg.source, data_cfg.file_glob,
                                 data_cfg.get('format', 'auto'))

@@ -29,6 +29,7 @@ import numpy as np
 
 from lm_jax.data import boundaries
 from lm_jax.data import fingerprint
+from lm_jax.data import mixture
 from lm_jax.data import prepared_corpus
 from lm_jax.data import run_tokenizer
 from lm_jax.data import sources
@@ -36,6 +37,7 @@ from lm_jax.data import special_tokens
 from lm_jax.data import token_cache
 from lm_jax.data import tokenizers
 from lm_jax.data.tasks import Task, TaskContext, get_task
+from lm_jax.data.token_stream import TokenStream
 
 Batch = dict[str, np.ndarray]  # the task's arrays, each [b, ...] (lm: inputs, targets, weights)
 
@@ -205,6 +207,20 @@ def _held_out_seed(seed: int, split: str) -> int:
              .generate_state(1)[0])
 
 
+def _three_splits(streams: dict, data_cfg: Any) -> tuple:
+  """(train, val, test) tokens of one source: its document splits, or its stream cut by
+  split_bounds (memory-mapped views, nothing read)."""
+  if 'all' not in streams:
+    return streams['train'], streams['val'], streams['test']
+  tokens_T = streams['all']
+  train_end, val_end = split_bounds(len(tokens_T), data_cfg.val_fraction,
+                                    data_cfg.test_fraction)
+  if isinstance(tokens_T, TokenStream):
+    return (tokens_T.view(0, train_end), tokens_T.view(train_end, val_end),
+            tokens_T.view(val_end, len(tokens_T)))
+  return tokens_T[:train_end], tokens_T[train_end:val_end], tokens_T[val_end:]
+
+
 def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Task | None = None,
                process_index: int = 0, rows: Sequence[int] | None = None,
                resuming: bool = False, allow_new_data: bool = False) -> Data:
@@ -224,8 +240,8 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
                      f'but data.separator={data_cfg.separator!r} resolves to blank_line for '
                      f'data.source={data_cfg.source!r}; set data.separator=eos (or bos)')
   if documents_mode:
-    files, chunks, corpus_fp = prepared_corpus.plan(data_cfg, cache_dir)
-    read_text = functools.cache(lambda: prepared_corpus.sample_text(data_cfg, chunks))
+    corpus = prepared_corpus.plan_corpus(data_cfg, cache_dir)
+    files, corpus_fp, read_text = corpus.files, corpus.fingerprint, corpus.read_text
   else:
     files = sources.corpus_files(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
     corpus_fp = fingerprint.corpus_fingerprint(files, data_cfg.max_bytes, memo_dir=cache_dir)
@@ -239,27 +255,28 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
       data_cfg, run_dir, cache_dir, corpus_fp, read_text, resuming=resuming,
       allow_new_data=allow_new_data, is_primary=process_index == 0)
   if documents_mode:
-    prep = prepared_corpus.prepared(data_cfg, tokenizer, chunks, corpus_fp, cache_dir,
-                                    roles=roles, progress=process_index == 0)
-    tokens_path = prep.directory
-    if data_cfg.split_by == 'document':
-      train_T, val_T, test_T = (prep.stream(s) for s in ('train', 'val', 'test'))
-    else:
-      tokens_T = prep.stream('all')
+    streams, tokens_path = prepared_corpus.split_streams(
+        corpus, tokenizer, cache_dir, roles=roles, progress=process_index == 0)
   else:
-    tokens_T = token_cache.cached_tokens(cache_dir, tokenizer, corpus_fp, read_text)
+    streams = [{'all': token_cache.cached_tokens(cache_dir, tokenizer, corpus_fp, read_text)}]
     tokens_path = token_cache.tokens_path(cache_dir, tokenizer, corpus_fp)
-  if data_cfg.split_by == 'tail':
-    train_end, val_end = split_bounds(len(tokens_T), data_cfg.val_fraction,
-                                      data_cfg.test_fraction)
-    train_T, val_T, test_T = (tokens_T[:train_end], tokens_T[train_end:val_end],
-                              tokens_T[val_end:])
+  parts = [_three_splits(s, data_cfg) for s in streams]
+  train_parts = [p[0] for p in parts]
+  train_T = train_parts[0] if len(parts) == 1 else mixture.Concat(train_parts)
+  window = task.window_len(data_cfg.seq_len, data_cfg)
+  val_T, test_T = ((parts[0][i] if len(parts) == 1
+                    else mixture.Interleaved([p[i] for p in parts], window)) for i in (1, 2))
   specials = special_tokens.special_ids(tokenizer, roles)
   ctx = TaskContext(data_cfg=data_cfg, specials=specials,
                     text_vocab_size=tokenizer.vocab_size, seed=data_cfg.seed)
   make = BatchMaker(task, ctx)
-  dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed, rows,
-                          make)
+  if data_cfg.mixture:
+    dataset = mixture.mixture_dataset(
+        train_parts, corpus.weights, data_cfg.seq_len, global_batch_size, data_cfg.seed,
+        _checked_rows(rows, global_batch_size), make, Windows, _shuffle_seed)
+  else:
+    dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed, rows,
+                            make)
   held_out = {split: functools.partial(
       val_batches, tokens, data_cfg.seq_len, global_batch_size, rows=rows, split=split,
       make=BatchMaker(task, dataclasses.replace(ctx, seed=_held_out_seed(data_cfg.seed, split))))

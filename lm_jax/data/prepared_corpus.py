@@ -7,11 +7,14 @@ JSONL / Parquet / HF source) or split whole (data.split_by='document'); text fil
 joined by blank lines keep today's stream exactly (the nanoGPT reproductions).
 """
 
-from typing import Any
+import dataclasses
+import functools
+from typing import Any, Callable
 
 from lm_jax.data import boundaries
 from lm_jax.data import documents
 from lm_jax.data import fingerprint
+from lm_jax.data import mixture
 from lm_jax.data import prepare
 from lm_jax.data import special_tokens
 
@@ -21,7 +24,7 @@ CORPUS_VERSION = 3
 
 def uses_preparation(data_cfg: Any) -> bool:
   """Whether the run's corpus goes through preparation (else: token_cache's one array)."""
-  return (data_cfg.split_by == 'document'
+  return (bool(data_cfg.mixture) or data_cfg.split_by == 'document'
           or boundaries.resolve_separator(data_cfg) != 'blank_line')
 
 
@@ -70,3 +73,45 @@ def prepared(data_cfg: Any, tokenizer, chunks: list[documents.Chunk], corpus_fp:
     key.update(val=settings.val_fraction, test=settings.test_fraction)
   return prepare.prepare(chunks, tokenizer, prepare.preparation_dir(cache_dir, key), settings,
                          key, workers=workers or data_cfg.prepare_workers, progress=progress)
+
+
+@dataclasses.dataclass
+class CorpusPlan:
+  """The sources of a run (one, or a mixture's), planned: nothing tokenized yet."""
+  configs: list                  # each component's data config
+  chunks: list                   # each component's chunks
+  fingerprints: list             # each component's corpus fingerprint
+  weights: list | None           # mixture weights (None: one source)
+  files: list[str]
+  fingerprint: dict              # the whole corpus (keys tokenizers and checkpoints)
+  read_text: Callable[[], str]   # the text a char / bpe tokenizer trains on
+
+
+def plan_corpus(data_cfg: Any, cache_dir: str) -> CorpusPlan:
+  """Plans data.source, or each source of data.mixture."""
+  if data_cfg.mixture:
+    parts = mixture.parse(data_cfg.mixture)
+    configs = [mixture.component_config(data_cfg, src) for src, _ in parts]
+    weights = [w for _, w in parts]
+  else:
+    configs, weights = [data_cfg], None
+  plans = [plan(c, cache_dir) for c in configs]
+  fps = [p[2] for p in plans]
+  corpus_fp = fps[0] if weights is None else {'mixture': fps, 'weights': weights}
+  read_text = functools.cache(lambda: '\n\n'.join(
+      sample_text(c, p[1]) for c, p in zip(configs, plans)))
+  return CorpusPlan(configs=configs, chunks=[p[1] for p in plans], fingerprints=fps,
+                    weights=weights, files=[f for p in plans for f in p[0]],
+                    fingerprint=corpus_fp, read_text=read_text)
+
+
+def split_streams(corpus: CorpusPlan, tokenizer, cache_dir: str, *, roles: tuple[str, ...],
+                  progress: bool) -> tuple[list[dict], str]:
+  """({split: tokens} per component, the preparation directories joined by os.pathsep)."""
+  import os  # pylint: disable=g-import-not-at-top
+  streams, dirs = [], []
+  for cfg, chunks, fp in zip(corpus.configs, corpus.chunks, corpus.fingerprints):
+    prep = prepared(cfg, tokenizer, chunks, fp, cache_dir, roles=roles, progress=progress)
+    streams.append({s: prep.stream(s) for s in prepare.split_names(cfg.split_by)})
+    dirs.append(prep.directory)
+  return streams, os.pathsep.join(dirs)
