@@ -2,6 +2,7 @@
 own encoding, special tokens map to the tokenizer's own, save/load keeps everything."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -134,3 +135,28 @@ def test_bad_paths(tmp_path):
   (tmp_path / 'junk.model').write_bytes(b'not a model')
   with pytest.raises(ValueError, match='not a SentencePiece model'):
     pretrained_tokenizers.from_path(str(tmp_path / 'junk.model'))
+
+
+def test_a_run_on_a_pretrained_tokenizer(tmp_path):
+  """build_data with data.tokenizer=pretrained: the stream is the library's ids of each
+  document followed by the tokenizer's own end-of-text id; the tokenizer is saved with the run."""
+  from tokenizers import Tokenizer
+  from lm_jax.config.defaults import base_config
+  from lm_jax.data import pipeline, prepare
+  path = gpt2_style(tmp_path)
+  docs = [f'{t} number {i}' for i, t in enumerate(TEXT)]
+  with open(tmp_path / 'c.jsonl', 'w', encoding='utf-8') as f:
+    f.writelines(json.dumps({'text': d}) + '\n' for d in docs)
+  c = base_config().data
+  c.update(source=str(tmp_path / 'c.jsonl'), tokenizer='pretrained', tokenizer_path=path,
+           seq_len=8, cache_dir=str(tmp_path / 'cache'), val_fraction=0.0, test_fraction=0.0)
+  data = pipeline.build_data(c, global_batch_size=2, run_dir=str(tmp_path / 'run'))
+  ref = Tokenizer.from_file(path)
+  eot = ref.token_to_id('<|endoftext|>')
+  assert data.specials == {'eos': eot} and data.vocab_size == ref.get_vocab_size()
+  with open(os.path.join(data.tokens_path, prepare.INDEX_FILE), encoding='utf-8') as f:
+    stream = prepare.Prepared(data.tokens_path, json.load(f)).stream('all')
+  expected = sum((ref.encode(d, add_special_tokens=False).ids + [eot] for d in docs), [])
+  assert np.asarray(stream).tolist() == expected
+  saved = tokenizers.load_tokenizer(str(tmp_path / 'run' / 'tokenizer'))
+  assert saved.identity() == data.tokenizer.identity()
