@@ -178,3 +178,21 @@ def test_build_data_reads_every_source_kind(tmp_path, kind):
   assert data.train_tokens + data.val_tokens + data.test_tokens == len(tokens)
   batch = next(data.train_iter)
   assert batch['inputs'].shape == (4, 16) and (batch['inputs'] <= EOS).all()
+
+
+def test_other_processes_wait_for_process_0(tmp_path):
+  import threading
+  path = write_jsonl(tmp_path / 'c.jsonl', corpus())
+  chunks = documents.plan_chunks([path], 'jsonl', 2000)
+  out, got = str(tmp_path / 'p'), {}
+
+  def follower():
+    got['index'] = prepare.prepare(chunks, tokenizers.ByteTokenizer(), out, settings(), {},
+                                   progress=False, is_primary=False).index
+  thread = threading.Thread(target=follower)
+  thread.start()
+  time.sleep(0.3)
+  assert thread.is_alive() and not os.path.exists(out)  # it wrote nothing
+  lead = prepare.prepare(chunks, tokenizers.ByteTokenizer(), out, settings(), {}, progress=False)
+  thread.join(timeout=30)
+  assert got['index'] == lead.index

@@ -256,7 +256,8 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
       allow_new_data=allow_new_data, is_primary=process_index == 0)
   if documents_mode:
     streams, tokens_path = prepared_corpus.split_streams(
-        corpus, tokenizer, cache_dir, roles=roles, progress=process_index == 0)
+        corpus, tokenizer, cache_dir, roles=roles, progress=process_index == 0,
+        is_primary=process_index == 0)
   else:
     streams = [{'all': token_cache.cached_tokens(cache_dir, tokenizer, corpus_fp, read_text)}]
     tokens_path = token_cache.tokens_path(cache_dir, tokenizer, corpus_fp)

@@ -190,10 +190,25 @@ def preparation_dir(cache_dir: str, key_obj: dict) -> str:
   return os.path.join(cache_dir, f'prepared-{key}')
 
 
+def _wait_for(index_path: str) -> None:
+  """Other processes of a multi-process run wait for process 0's preparation."""
+  start = last = time.monotonic()
+  while not os.path.exists(index_path):
+    if time.monotonic() - last > 60:
+      logging.info('data: waiting %.0fs for process 0 to prepare %s',
+                   time.monotonic() - start, os.path.dirname(index_path))
+      last = time.monotonic()
+    time.sleep(1.0)
+
+
 def prepare(chunks: list[documents.Chunk], tokenizer, out_dir: str, settings: Settings,
-            key_obj: dict, *, workers: int = 1, progress: bool = True) -> Prepared:
-  """Tokenizes `chunks` into `out_dir` (resuming a partial run); returns the preparation."""
+            key_obj: dict, *, workers: int = 1, progress: bool = True,
+            is_primary: bool = True) -> Prepared:
+  """Tokenizes `chunks` into `out_dir` (resuming a partial run); returns the preparation.
+  Only the primary process writes; the others wait for its index."""
   index_path = os.path.join(out_dir, INDEX_FILE)
+  if not is_primary:
+    _wait_for(index_path)
   if os.path.exists(index_path):
     with open(index_path, encoding='utf-8') as f:
       logging.info('data: prepared corpus found in %s', out_dir)

@@ -57,7 +57,7 @@ def sample_text(data_cfg: Any, chunks: list[documents.Chunk]) -> str:
 
 def prepared(data_cfg: Any, tokenizer, chunks: list[documents.Chunk], corpus_fp: dict,
              cache_dir: str, *, roles: tuple[str, ...], progress: bool = True,
-             workers: int | None = None) -> prepare.Prepared:
+             workers: int | None = None, is_primary: bool = True) -> prepare.Prepared:
   """The preparation of the corpus by `tokenizer` (made now unless it exists)."""
   sep = boundaries.resolve_separator(data_cfg)
   ids = special_tokens.special_ids(tokenizer, boundaries.separator_roles(data_cfg))
@@ -72,7 +72,8 @@ def prepared(data_cfg: Any, tokenizer, chunks: list[documents.Chunk], corpus_fp:
   if settings.split_by == 'document':
     key.update(val=settings.val_fraction, test=settings.test_fraction)
   return prepare.prepare(chunks, tokenizer, prepare.preparation_dir(cache_dir, key), settings,
-                         key, workers=workers or data_cfg.prepare_workers, progress=progress)
+                         key, workers=workers or data_cfg.prepare_workers, progress=progress,
+                         is_primary=is_primary)
 
 
 @dataclasses.dataclass
@@ -106,12 +107,13 @@ def plan_corpus(data_cfg: Any, cache_dir: str) -> CorpusPlan:
 
 
 def split_streams(corpus: CorpusPlan, tokenizer, cache_dir: str, *, roles: tuple[str, ...],
-                  progress: bool) -> tuple[list[dict], str]:
+                  progress: bool, is_primary: bool = True) -> tuple[list[dict], str]:
   """({split: tokens} per component, the preparation directories joined by os.pathsep)."""
   import os  # pylint: disable=g-import-not-at-top
   streams, dirs = [], []
   for cfg, chunks, fp in zip(corpus.configs, corpus.chunks, corpus.fingerprints):
-    prep = prepared(cfg, tokenizer, chunks, fp, cache_dir, roles=roles, progress=progress)
+    prep = prepared(cfg, tokenizer, chunks, fp, cache_dir, roles=roles, progress=progress,
+                    is_primary=is_primary)
     streams.append({s: prep.stream(s) for s in prepare.split_names(cfg.split_by)})
     dirs.append(prep.directory)
   return streams, os.pathsep.join(dirs)
