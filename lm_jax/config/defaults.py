@@ -61,6 +61,18 @@ def base_config() -> ml_collections.ConfigDict:
       seq2seq_input_field='input',
       seq2seq_target_field='target',
       target_len=0,            # seq2seq: decoder length (0: data.seq_len); span_corruption derives it
+      # Documents at scale (docs/data.md): sources, separators, masks, preparation.
+      format='auto',           # auto (by file name) | text | jsonl (.gz, .zst) | parquet | hf (save_to_disk dir)
+      text_field='text',       # the JSONL field / Parquet or HF column holding a document's text
+      utf8_errors='replace',   # invalid UTF-8 in a document: replace (U+FFFD) | skip (the document) | error
+      separator='auto',        # between documents: auto | eos | bos | bos_eos | blank_line (lm_jax/data/boundaries.py)
+      document_mask=False,     # lm batches carry positions/segment_ids: attention stays within a document
+      drop_boundary_loss=False,  # weight 0 on targets across a document boundary
+      tokenizer_path='',       # data.tokenizer=pretrained: a tokenizer.json (or its dir) or a SentencePiece .model
+      split_by='tail',         # tail (token fractions, nanoGPT) | document (whole documents by a content hash)
+      prepare_workers=1,       # processes tokenizing chunks in `lm-jax prepare` / before training
+      chunk_mb=64,             # input megabytes per chunk (one token shard each)
+      mixture='',              # 'SRC:W,SRC:W,...': sources sampled by weight per row (replaces data.source)
   ))
 
   c.optimizer = ml_collections.ConfigDict(dict(

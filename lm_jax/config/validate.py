@@ -22,7 +22,11 @@ CHOICES = {
     'model.remat': ('none', 'full', 'dots_saveable', 'dots_with_no_batch_dims_saveable'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'model.dtype': ('float32', 'bfloat16'),
-    'data.tokenizer': ('byte', 'char', 'bpe'),
+    'data.tokenizer': ('byte', 'char', 'bpe', 'pretrained'),
+    'data.format': ('auto', 'text', 'jsonl', 'parquet', 'hf'),
+    'data.utf8_errors': ('replace', 'skip', 'error'),
+    'data.separator': ('auto', 'eos', 'bos', 'bos_eos', 'blank_line'),
+    'data.split_by': ('tail', 'document'),
     'optimizer.name': ('adamw',),
     'optimizer.schedule': ('cosine', 'linear', 'constant'),
     'mesh.rules': ('auto', 'dp', 'fsdp', 'tp', 'fsdp_tp'),
@@ -35,7 +39,7 @@ POSITIVE_INTS = (
     'model.vocab_multiple', 'model.num_layers', 'model.d_model', 'model.num_heads',
     'model.max_len', 'data.seq_len', 'train.steps', 'train.global_batch_size',
     'train.microbatches', 'train.eval_batches', 'train.log_every', 'checkpoint.keep',
-    'mesh.pipeline_microbatches',
+    'mesh.pipeline_microbatches', 'data.prepare_workers', 'data.chunk_mb',
 )
 
 NON_NEGATIVE_INTS = (
@@ -71,7 +75,7 @@ FLOAT_RANGES = {
     'logging.peak_flops_per_device': (0.0, None, True, None),
 }
 
-NON_EMPTY_STRS = ('data.source', 'data.file_glob', 'logging.run_dir')
+NON_EMPTY_STRS = ('data.source', 'data.file_glob', 'logging.run_dir', 'data.text_field')
 
 
 def _get(config, key):
@@ -194,6 +198,12 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
     _fail('data.test_fraction', d.test_fraction,
           f'with config.data.val_fraction={d.val_fraction} nothing is left to train on; '
           'val_fraction + test_fraction must be < 1')
+  if d.tokenizer == 'pretrained' and not d.tokenizer_path:
+    _fail('data.tokenizer_path', d.tokenizer_path, "data.tokenizer='pretrained' needs a local "
+          'tokenizer.json (or a directory holding one) or a SentencePiece .model file')
+  if d.tokenizer != 'pretrained' and d.tokenizer_path:
+    _fail('data.tokenizer_path', d.tokenizer_path,
+          f"only data.tokenizer='pretrained' reads it (data.tokenizer={d.tokenizer!r}); set '' ")
   if d.tokenizer == 'bpe' and d.bpe_vocab_size < 1:
     _fail('data.bpe_vocab_size', d.bpe_vocab_size, 'must be a positive int with the bpe tokenizer')
 

@@ -27,13 +27,17 @@ from absl import logging
 import grain
 import numpy as np
 
+from lm_jax.data import boundaries
 from lm_jax.data import fingerprint
+from lm_jax.data import mixture
+from lm_jax.data import prepared_corpus
 from lm_jax.data import run_tokenizer
 from lm_jax.data import sources
 from lm_jax.data import special_tokens
 from lm_jax.data import token_cache
 from lm_jax.data import tokenizers
 from lm_jax.data.tasks import Task, TaskContext, get_task
+from lm_jax.data.token_stream import TokenStream
 
 Batch = dict[str, np.ndarray]  # the task's arrays, each [b, ...] (lm: inputs, targets, weights)
 
@@ -96,12 +100,12 @@ class ExampleRows:
 
 def windows_of(source: np.ndarray, window_len: int):
   """The windows of a 1-D token stream, or a task's 2-D example rows as they are."""
-  return ExampleRows(source) if source.ndim == 2 else Windows(source, window_len)
+  return ExampleRows(source) if getattr(source, 'ndim', 1) == 2 else Windows(source, window_len)
 
 
 def _num_tokens(source: np.ndarray) -> int:
   """Tokens of a stream, or the real ids (>= 0) of example rows."""
-  return int(np.sum(source >= 0)) if source.ndim == 2 else len(source)
+  return int(np.sum(source >= 0)) if getattr(source, 'ndim', 1) == 2 else len(source)
 
 
 def split_bounds(num_tokens: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
@@ -219,7 +223,7 @@ class Data:
   val_tokens: int
   test_tokens: int
   fingerprint: dict                      # fingerprint.data_fingerprint: saved with checkpoints
-  tokens_path: str = ''                  # the memory-mapped cache file
+  tokens_path: str = ''                  # the memory-mapped cache file (or prepared directory)
 
 
 def default_cache_dir(run_dir: str) -> str:
@@ -234,6 +238,20 @@ def _held_out_seed(seed: int, split: str) -> int:
              .generate_state(1)[0])
 
 
+def _three_splits(streams: dict, data_cfg: Any) -> tuple:
+  """(train, val, test) tokens of one source: its document splits, or its stream cut by
+  split_bounds (memory-mapped views, nothing read)."""
+  if 'all' not in streams:
+    return streams['train'], streams['val'], streams['test']
+  tokens_T = streams['all']
+  train_end, val_end = split_bounds(len(tokens_T), data_cfg.val_fraction,
+                                    data_cfg.test_fraction)
+  if isinstance(tokens_T, TokenStream):
+    return (tokens_T.view(0, train_end), tokens_T.view(train_end, val_end),
+            tokens_T.view(val_end, len(tokens_T)))
+  return tokens_T[:train_end], tokens_T[train_end:val_end], tokens_T[val_end:]
+
+
 def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Task | None = None,
                process_index: int = 0, rows: Sequence[int] | None = None,
                resuming: bool = False, allow_new_data: bool = False) -> Data:
@@ -245,24 +263,41 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
   (see run_tokenizer.py); `allow_new_data` lets it be kept for a changed corpus.
   """
   cache_dir = data_cfg.cache_dir or default_cache_dir(run_dir)
-  files = sources.corpus_files(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
-  corpus_fp = fingerprint.corpus_fingerprint(files, data_cfg.max_bytes, memo_dir=cache_dir)
+  task = task or get_task('lm')
+  roles = task.special_tokens(data_cfg)
+  documents_mode = prepared_corpus.uses_preparation(data_cfg)
+  if data_cfg.document_mask and not roles:
+    raise ValueError('data.document_mask=True needs documents separated by special tokens, '
+                     f'but data.separator={data_cfg.separator!r} resolves to blank_line for '
+                     f'data.source={data_cfg.source!r}; set data.separator=eos (or bos)')
+  if documents_mode:
+    corpus = prepared_corpus.plan_corpus(data_cfg, cache_dir)
+    files, corpus_fp, read_text = corpus.files, corpus.fingerprint, corpus.read_text
+  else:
+    files = sources.corpus_files(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
+    corpus_fp = fingerprint.corpus_fingerprint(files, data_cfg.max_bytes, memo_dir=cache_dir)
 
-  @functools.cache
-  def read_text() -> str:  # read lazily: a warm cache never touches the corpus
-    text, _ = sources.read_corpus(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
-    return text
+    @functools.cache
+    def read_text() -> str:  # read lazily: a warm cache never touches the corpus
+      text, _ = sources.read_corpus(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
+      return text
 
   tokenizer = run_tokenizer.run_tokenizer(
       data_cfg, run_dir, cache_dir, corpus_fp, read_text, resuming=resuming,
       allow_new_data=allow_new_data, is_primary=process_index == 0)
-  tokens_T = token_cache.cached_tokens(cache_dir, tokenizer, corpus_fp, read_text)
-  train_end, val_end = split_bounds(len(tokens_T), data_cfg.val_fraction,
-                                    data_cfg.test_fraction)
-  train_T, val_T, test_T = tokens_T[:train_end], tokens_T[train_end:val_end], tokens_T[val_end:]
-
-  task = task or get_task('lm')
-  roles = task.special_tokens(data_cfg)
+  if documents_mode:
+    streams, tokens_path = prepared_corpus.split_streams(
+        corpus, tokenizer, cache_dir, roles=roles, progress=process_index == 0,
+        is_primary=process_index == 0)
+  else:
+    streams = [{'all': token_cache.cached_tokens(cache_dir, tokenizer, corpus_fp, read_text)}]
+    tokens_path = token_cache.tokens_path(cache_dir, tokenizer, corpus_fp)
+  parts = [_three_splits(s, data_cfg) for s in streams]
+  train_parts = [p[0] for p in parts]
+  train_T = train_parts[0] if len(parts) == 1 else mixture.Concat(train_parts)
+  window = task.window_len(data_cfg.seq_len, data_cfg)
+  val_T, test_T = ((parts[0][i] if len(parts) == 1
+                    else mixture.Interleaved([p[i] for p in parts], window)) for i in (1, 2))
   specials = special_tokens.special_ids(tokenizer, roles)
   if task.examples is not None:  # the task's own rows (seq2seq pairs) replace the windows
     train_T, val_T, test_T = (task.examples(data_cfg, tokenizer, specials, split)
@@ -270,8 +305,13 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
   ctx = TaskContext(data_cfg=data_cfg, specials=specials,
                     text_vocab_size=tokenizer.vocab_size, seed=data_cfg.seed)
   make = BatchMaker(task, ctx)
-  dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed, rows,
-                          make)
+  if data_cfg.mixture:
+    dataset = mixture.mixture_dataset(
+        train_parts, corpus.weights, data_cfg.seq_len, global_batch_size, data_cfg.seed,
+        _checked_rows(rows, global_batch_size), make, Windows, _shuffle_seed)
+  else:
+    dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed, rows,
+                            make)
   held_out = {split: functools.partial(
       val_batches, tokens, data_cfg.seq_len, global_batch_size, rows=rows, split=split,
       make=BatchMaker(task, dataclasses.replace(ctx, seed=_held_out_seed(data_cfg.seed, split))))
@@ -280,8 +320,13 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
     if data_cfg[f'{split}_fraction'] > 0:
       held_out[split](0)  # fail now, not at the first eval, if it holds less than one batch
   logging.info('data: %d files, %d tokens (train %d, val %d, test %d), vocab %d (%s)',
-               len(files), len(tokens_T), len(train_T), len(val_T), len(test_T),
+               len(files), *(lambda n: (sum(n), *n))([_num_tokens(t) for t in (train_T, val_T, test_T)]),
                tokenizer.vocab_size, tokenizer.kind)
+  data_fp = fingerprint.data_fingerprint(data_cfg, global_batch_size, tokenizer.identity(),
+                                         corpus_fp, task)
+  if documents_mode:  # absent from older fingerprints, which compare only their own keys
+    data_fp.update({'data.separator': boundaries.resolve_separator(data_cfg),
+                    'data.split_by': data_cfg.split_by})
   return Data(
       tokenizer=tokenizer,
       vocab_size=special_tokens.model_vocab_size(tokenizer, roles),
@@ -292,7 +337,6 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
       train_tokens=_num_tokens(train_T),
       val_tokens=_num_tokens(val_T),
       test_tokens=_num_tokens(test_T),
-      fingerprint=fingerprint.data_fingerprint(data_cfg, global_batch_size,
-                                               tokenizer.identity(), corpus_fp, task),
-      tokens_path=token_cache.tokens_path(cache_dir, tokenizer, corpus_fp),
+      fingerprint=data_fp,
+      tokens_path=tokens_path,
   )
