@@ -14,21 +14,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from lm_jax.objectives import Objective, mean_metrics
+from lm_jax.objectives.teacher import Teacher
 
 SPLITS = ('val', 'test')  # val drives decisions during training; test reports the result
 
 
-def eval_step(params, batch, *, apply_fn, objective: Objective):
+def eval_step(params, batch, teacher_params=None, *, apply_fn, objective: Objective,
+              teacher: Teacher | None = None):
   """The objective's evaluation sums on one batch (deterministic)."""
+  if teacher is not None:
+    batch = teacher.add_soft_targets(teacher_params, batch)
   outputs = apply_fn({'params': params}, batch, deterministic=True)
   _, metric_sums, weight_sum = objective.evaluate(outputs, batch)
   return metric_sums, weight_sum
 
 
 def jit_eval_step(built):
-  """eval_step under jax.jit with the params' and the batch's shardings."""
-  step = functools.partial(eval_step, apply_fn=built.fns.apply, objective=built.objective)
-  return jax.jit(step, in_shardings=(built.state_shardings.params, built.batch_sharding),
+  """eval_step under jax.jit with the params' and the batch's shardings; with a
+  teacher, it takes (params, batch, teacher params)."""
+  step = functools.partial(eval_step, apply_fn=built.fns.apply, objective=built.objective,
+                           teacher=built.teacher)
+  teacher_shardings = () if built.teacher is None else (built.teacher.param_shardings,)
+  return jax.jit(step, in_shardings=(built.state_shardings.params, built.batch_sharding)
+                 + teacher_shardings,
                  out_shardings=built.replicated)
 
 
@@ -59,7 +67,7 @@ def make_evaluator(run, split: str = 'val'):
     totals, weight = None, 0.0
     with jax.set_mesh(built.mesh), nn.logical_axis_rules(built.rules):
       for batch in batches:
-        sums, w = jax.device_get(step(state.params, batch))
+        sums, w = jax.device_get(step(state.params, batch, *run.teacher_args))
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
         weight += float(w)
     return eval_metrics(jax.tree.map(float, totals), weight, byte_sum)

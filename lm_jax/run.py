@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+from typing import Any
 
 import jax
 import ml_collections
@@ -22,6 +23,12 @@ class Run:
   built: Built
   data: Data
   local_rows: np.ndarray  # the global rows of each batch this process loads, sorted
+  teacher_params: Any = None  # the teacher's params (built.teacher), sharded; never trained
+
+  @property
+  def teacher_args(self) -> tuple:
+    """What the train and eval steps take after the batch: the teacher's params, if any."""
+    return () if self.built.teacher is None else (self.teacher_params,)
 
   @property
   def config(self) -> ml_collections.ConfigDict:
@@ -58,4 +65,8 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
   built = build(config, data.vocab_size, mesh=mesh)
   logging.info('mesh %s, rules %s, family %s, task %s', built.mesh_shape,
                config.mesh.rules, built.family.name, built.task.name)
-  return Run(built=built, data=data, local_rows=rows)
+  teacher_params = None
+  if built.teacher is not None:
+    from lm_jax.teacher import restore_teacher  # pylint: disable=g-import-not-at-top
+    teacher_params = restore_teacher(built.teacher, data.tokenizer.identity(), config)
+  return Run(built=built, data=data, local_rows=rows, teacher_params=teacher_params)
