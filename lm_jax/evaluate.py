@@ -7,6 +7,7 @@ them); this module does not import lm_jax.train, nor the reverse.
 
 import functools
 import math
+import os
 
 import flax.linen as nn
 import jax
@@ -89,7 +90,8 @@ def evaluate_checkpoint(config, step: int | str | None = None,
   """Restores a run's checkpoint (the newest intact one, `step`, or 'best': the best
   evaluation the run recorded) and evaluates it on `split`."""
   # pylint: disable=g-import-not-at-top
-  from lm_jax.checkpoint import Checkpointer, check_data_resumable, check_resumable
+  from lm_jax.checkpoint import (Checkpointer, check_data_resumable, check_resumable,
+                                 has_checkpoint)
   from lm_jax import checkpoint_recovery as recovery
   from lm_jax.config.loader import ConfigError
   from lm_jax.run import build_run
@@ -98,11 +100,13 @@ def evaluate_checkpoint(config, step: int | str | None = None,
   if config.data[f'{split}_fraction'] == 0:
     raise ConfigError(f'--split {split}: config.data.{split}_fraction=0, so the run has no '
                       f'{split} split; evaluate another split or set data.{split}_fraction')
+  # Before build_run, which would write a tokenizer into the run directory.
+  if not has_checkpoint(config.logging.run_dir):
+    raise ConfigError(
+        f'no checkpoint to evaluate in {os.path.join(config.logging.run_dir, "checkpoints")} '
+        f'(config.logging.run_dir={config.logging.run_dir!r})')
   run = build_run(config)
   ckpt = Checkpointer(config.logging.run_dir, config.checkpoint)
-  if not ckpt.all_steps():
-    raise ConfigError(f'no checkpoint to evaluate in {ckpt.directory} '
-                      f'(config.logging.run_dir={config.logging.run_dir!r})')
 
   def read(s):
     saved_config = ckpt.saved_config(s)

@@ -50,6 +50,9 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
   # batch dim is replicated across processes (tensor/sequence/stage spanning hosts).
   _, device_mesh, rules = mesh
   rows = local_rows(batch_sharding(device_mesh, rules), (config.train.global_batch_size,))
+  if config.objective.teacher_run:
+    from lm_jax.teacher import check_teacher_run  # pylint: disable=g-import-not-at-top
+    check_teacher_run(config)
   try:
     data = build_data(config.data,
                       global_batch_size=config.train.global_batch_size,

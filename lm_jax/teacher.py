@@ -75,9 +75,9 @@ def _step(ckpt: Checkpointer, asked: int) -> int:
   return asked
 
 
-def build_teacher(config: ml_collections.ConfigDict, student_model_cfg, student_task,
-                  mesh) -> Teacher:
-  """The teacher of `config` on the student's `mesh` (build_mesh's triple), params abstract."""
+def check_teacher_run(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError unless objective.teacher_run holds a checkpoint and a tokenizer
+  (build_run asks before the student's data is written)."""
   run_dir = config.objective.teacher_run
   where = f'{_KEY}={run_dir!r}'
   if not os.path.isdir(run_dir):
@@ -90,6 +90,15 @@ def build_teacher(config: ml_collections.ConfigDict, student_model_cfg, student_
   if not os.path.exists(os.path.join(tokenizer_dir, tokenizers.META_FILE)):
     raise ConfigError(f'{where} has no tokenizer ({tokenizer_dir}); the teacher\'s '
                       'vocabulary cannot be checked against the student\'s')
+
+
+def build_teacher(config: ml_collections.ConfigDict, student_model_cfg, student_task,
+                  mesh) -> Teacher:
+  """The teacher of `config` on the student's `mesh` (build_mesh's triple), params abstract."""
+  check_teacher_run(config)
+  run_dir = config.objective.teacher_run
+  where = f'{_KEY}={run_dir!r}'
+  tokenizer_dir = os.path.join(run_dir, 'tokenizer')
   ckpt = Checkpointer(run_dir, config.checkpoint, read_only=True)
   try:
     step = _step(ckpt, config.objective.teacher_step)

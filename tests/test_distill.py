@@ -1,6 +1,5 @@
 """Distillation: the KL objective against NumPy, the teacher seam, and a CLI run."""
 
-import hashlib
 import json
 import os
 
@@ -11,7 +10,8 @@ import pytest
 from lm_jax.objectives.distill import Distillation
 from lm_jax.objectives.kl import kl_divergence_sums
 from lm_jax.objectives.teacher import TEACHER_LOGITS
-from tests.run_helpers import QUICK, logged_train_losses, run_cli, saved_params, tiny_overrides
+from tests.run_helpers import (QUICK, logged_train_losses, run_cli, saved_params, tiny_overrides,
+                               tree_digest)
 
 B, L, V = 3, 4, 7
 
@@ -107,19 +107,6 @@ def test_label_smoothing_applies_to_the_hard_term():
 # --- end to end: a teacher trained by the CLI, a student distilled from it
 
 
-def _tree_digest(root):
-  """sha256 over every file's relative path and bytes under `root`."""
-  h = hashlib.sha256()
-  for folder, dirs, files in sorted(os.walk(root)):
-    dirs.sort()
-    for name in sorted(files):
-      path = os.path.join(folder, name)
-      h.update(os.path.relpath(path, root).encode())
-      with open(path, 'rb') as f:
-        h.update(f.read())
-  return h.hexdigest()
-
-
 @pytest.fixture(scope='module')
 def teacher_run(tmp_path_factory):
   run_dir = str(tmp_path_factory.mktemp('distill') / 'teacher')
@@ -130,7 +117,7 @@ def teacher_run(tmp_path_factory):
 
 
 def test_distillation_run_trains_and_leaves_the_teacher_alone(teacher_run):
-  before = _tree_digest(teacher_run)
+  before = tree_digest(teacher_run)
   student = os.path.join(os.path.dirname(teacher_run), 'student')
   proc = run_cli('train', '--config', QUICK, *tiny_overrides(
       student, 10, **{'objective.name': 'distill', 'objective.teacher_run': teacher_run,
@@ -146,14 +133,14 @@ def test_distillation_run_trains_and_leaves_the_teacher_alone(teacher_run):
   assert all(np.isfinite(v) for v in losses.values())
   assert np.mean([losses[s] for s in (8, 9, 10)]) < np.mean([losses[s] for s in (1, 2, 3)])
   # The teacher's run directory, params included, is byte for byte what it was.
-  assert _tree_digest(teacher_run) == before
+  assert tree_digest(teacher_run) == before
   # The student's checkpoint holds the student alone: 1 layer, no teacher params.
   params, _ = saved_params(student, 10)
   assert 'layer_0' in params and 'layer_1' not in params
 
 
 def test_teacher_with_another_vocabulary_is_refused(teacher_run):
-  before = _tree_digest(teacher_run)
+  before = tree_digest(teacher_run)
   student = os.path.join(os.path.dirname(teacher_run), 'student_v320')
   proc = run_cli('train', '--config', QUICK, *tiny_overrides(
       student, 2, **{'objective.name': 'distill', 'objective.teacher_run': teacher_run,
@@ -163,7 +150,7 @@ def test_teacher_with_another_vocabulary_is_refused(teacher_run):
   assert message.startswith('error: config.objective.teacher_run=')
   assert '256 ids' in message and '320' in message
   assert 'Traceback' not in proc.stderr
-  assert _tree_digest(teacher_run) == before
+  assert tree_digest(teacher_run) == before
   assert not os.path.exists(os.path.join(student, 'checkpoints'))
 
 

@@ -238,6 +238,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
           f'config.model.family={family.name!r} cannot split its layers into pipeline '
           'stages; use mesh.stage=1')
   family.validate(config, shape)
+  if d.tokenizer == 'byte':  # its size is fixed: refuse before any data is written
+    from lm_jax.data.tokenizers import ByteTokenizer  # pylint: disable=g-import-not-at-top
+    check_vocab_size(m, 'byte', ByteTokenizer.vocab_size)
 
 
 def _check_family(config):
