@@ -107,9 +107,11 @@ def _plan(config, rest):
 @exit_on_config_error
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
-  if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
+  if not argv or argv[0] in ('-h', '--help'):
     print(USAGE, file=sys.stderr)
-    sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
+    sys.exit(0 if argv else 2)
+  if argv[0] not in COMMANDS:
+    raise ConfigError(f'unknown command {argv[0]!r}; choose one of {", ".join(COMMANDS)}\n{USAGE}')
   command, rest = argv[0], argv[1:]
   if command == 'sweep':  # takes a sweep file, not --config
     from lm_jax.sweep.command import sweep_command

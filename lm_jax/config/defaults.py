@@ -112,9 +112,14 @@ def base_config() -> ml_collections.ConfigDict:
   ))
 
   c.objective = ml_collections.ConfigDict(dict(
-      name='cross_entropy',    # lm_jax/objectives/registry.py: cross_entropy | mlm (+ NSP)
+      name='cross_entropy',    # lm_jax/objectives/registry.py: cross_entropy | mlm (+ NSP) | distill (docs/objectives.md)
       label_smoothing=0.0,     # eps: target (1 - eps) onehot + eps / V; trained as KL to it
       z_loss=0.0,              # coefficient of the log(Z)^2 auxiliary loss (PaLM)
+      # distill: kl_weight * T^2 KL(teacher_T || student_T) + (1 - kl_weight) * hard loss
+      temperature=1.0,         # distill: T, softens teacher and student logits
+      kl_weight=0.5,           # distill: weight of the soft (KL) term, in [0, 1]
+      teacher_run='',          # distill: run directory of the teacher (same vocabulary)
+      teacher_step=0,          # distill: the teacher's checkpoint step (0: its newest)
   ))
 
   c.mesh = ml_collections.ConfigDict(dict(

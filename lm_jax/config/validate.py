@@ -47,6 +47,7 @@ NON_NEGATIVE_INTS = (
     'data.max_bytes', 'data.prefetch', 'optimizer.warmup_steps', 'optimizer.decay_steps',
     'train.eval_every', 'checkpoint.every', 'train.early_stop_patience',
     'data.target_len',
+    'objective.teacher_step',
 )
 
 # key -> (low, high, low_inclusive, high_inclusive); None = unbounded.
@@ -71,6 +72,8 @@ FLOAT_RANGES = {
     'optimizer.grad_clip': (0.0, None, True, None),
     'objective.z_loss': (0.0, None, True, None),
     'objective.label_smoothing': (0.0, 1.0, True, False),
+    'objective.temperature': (0.0, None, False, None),
+    'objective.kl_weight': (0.0, 1.0, True, True),
     'train.early_stop_min_delta': (0.0, None, True, None),
     'logging.peak_flops_per_device': (0.0, None, True, None),
 }
@@ -190,6 +193,8 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
           "W&B logging needs the wandb package: pip install -e '.[wandb]' (or set it to '')")
 
   family = _check_family(config)
+  from lm_jax.objectives.registry import validate_objective  # pylint: disable=g-import-not-at-top
+  validate_objective(config.objective, defaults.base_config().objective)
   if d.tokenizer == 'bpe' and m.vocab_size and m.vocab_size < d.bpe_vocab_size:
     _fail('model.vocab_size', m.vocab_size,
           f'smaller than the tokenizer\'s config.data.bpe_vocab_size={d.bpe_vocab_size}; '
@@ -247,6 +252,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
           f'config.model.family={family.name!r} cannot split its layers into pipeline '
           'stages; use mesh.stage=1')
   family.validate(config, shape)
+  if d.tokenizer == 'byte':  # its size is fixed: refuse before any data is written
+    from lm_jax.data.tokenizers import ByteTokenizer  # pylint: disable=g-import-not-at-top
+    check_vocab_size(m, 'byte', ByteTokenizer.vocab_size)
 
 
 def _check_family(config):
