@@ -46,6 +46,7 @@ class Family:
   planner: bool = False   # lm-jax plan models its memory and step time
   pipeline: bool = False  # mesh.stage > 1 splits its layers into stages
   hf: Any = None          # lm_jax.models.hf_mapping.HFMapping, or None (no HF interop)
+  decoding: Any = None    # lm_jax.models.decoding.Decoding, or None (cannot generate)
 
 
 def _families() -> dict[str, Family]:
