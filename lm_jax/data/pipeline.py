@@ -319,9 +319,9 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
   for split in ('val', 'test'):
     if data_cfg[f'{split}_fraction'] > 0:
       held_out[split](0)  # fail now, not at the first eval, if it holds less than one batch
+  counts = [_num_tokens(t) for t in (train_T, val_T, test_T)]
   logging.info('data: %d files, %d tokens (train %d, val %d, test %d), vocab %d (%s)',
-               len(files), *(lambda n: (sum(n), *n))([_num_tokens(t) for t in (train_T, val_T, test_T)]),
-               tokenizer.vocab_size, tokenizer.kind)
+               len(files), sum(counts), *counts, tokenizer.vocab_size, tokenizer.kind)
   data_fp = fingerprint.data_fingerprint(data_cfg, global_batch_size, tokenizer.identity(),
                                          corpus_fp, task)
   if documents_mode:  # absent from older fingerprints, which compare only their own keys
@@ -334,9 +334,9 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
       train_iter=train_iterator(dataset, data_cfg.prefetch),
       val_batches=held_out['val'],
       test_batches=held_out['test'],
-      train_tokens=_num_tokens(train_T),
-      val_tokens=_num_tokens(val_T),
-      test_tokens=_num_tokens(test_T),
+      train_tokens=counts[0],
+      val_tokens=counts[1],
+      test_tokens=counts[2],
       fingerprint=data_fp,
       tokens_path=tokens_path,
   )
