@@ -14,6 +14,12 @@ DEVICE_COUNTS = {
     'llama_1b.py': (1, 2, 4, 8),
     'bert_base.py': (1, 2, 8),
     'bert_tiny.py': (1, 2),
+    't5_small.py': (1, 2, 8),
+    't5_tiny.py': (1, 2),
+    'lstm_tiny.py': (1, 2),
+    'gru_tiny.py': (1, 2),
+    'rnn_tiny.py': (1, 2),
+    'gated_cnn_tiny.py': (1, 2),
 }
 
 
