@@ -82,8 +82,9 @@ class Stack(nn.Module):
                encoder_mask: AttentionMask | None = None):
     cfg = self.cfg
     L = x_BxLxD.shape[1]
+    # In the compute dtype: cuDNN's fused attention (GPU, bf16) wants the bias like q.
     bias_1xNxLxL = RelativePositionBias(cfg, bidirectional=not self.is_decoder,
-                                        name='relative_bias')(L, L)
+                                        name='relative_bias')(L, L).astype(cfg.jnp_dtype)
     x_BxLxD = nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=self.deterministic)
     for i in range(self.num_layers):
       x_BxLxD = Block(cfg, self.deterministic, self.is_decoder, name=f'layer_{i}')(
