@@ -3,7 +3,9 @@ tied embeddings (decoder output scaled by d_model**-0.5), span corruption.
 
 60,506,624 params: the 32128-row tied embedding 16.4M, encoder 18.9M, decoder 25.2M.
 The vocabulary: a 32000-token BPE plus EOS, padding, the other specials and T5's
-100 sentinels, padded to a multiple of 128 = 32128 rows, T5's size.
+100 sentinels, padded to a multiple of 128 = 32128 rows, T5's size. T5's own
+SentencePiece pieces instead (32000 + the roles it lacks, again 32128 rows):
+    --config.data.tokenizer=pretrained --config.data.tokenizer_path=/models/t5/spiece.model
 
 Point data.source at a real corpus (a file, glob or directory):
     lm-jax train --config configs/t5_small.py --config.data.source=/data/c4/*.txt

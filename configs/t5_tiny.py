@@ -7,6 +7,7 @@ library: byte tokenizer, CPU, a few minutes.
 
 Seq2seq on your own pairs instead:
     --config.data.task=seq2seq --config.data.seq2seq_path=pairs.jsonl --config.data.target_len=64
+    (the byte tokenizer needs no corpus of its own; data.source stays the stdlib)
 """
 
 from lm_jax.config.defaults import base_config, shrink_to_runlocal

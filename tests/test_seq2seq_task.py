@@ -60,7 +60,8 @@ def test_build_data_reads_pairs_for_every_split(tmp_path):
   path.write_text(''.join(json.dumps({'input': f'question {i}', 'target': f'answer {i}'}) + '\n'
                           for i in range(40)))
   cfg = base_config().data
-  cfg.update(task='seq2seq', source=str(path), seq_len=16, target_len=10,
+  # The tokenizer's corpus: the same file, read as documents of its input field.
+  cfg.update(task='seq2seq', source=str(path), text_field='input', seq_len=16, target_len=10,
              seq2seq_path=str(path), cache_dir=str(tmp_path / 'cache'), prefetch=0,
              val_fraction=0.1, test_fraction=0.1)
   data = build_data(cfg, global_batch_size=4, run_dir=str(tmp_path / 'run'),

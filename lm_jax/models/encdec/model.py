@@ -47,20 +47,20 @@ class Block(nn.Module):
   """x + attn(norm(x)) [+ cross(norm(x), encoder)] + mlp(norm(x))."""
   cfg: EncDecConfig
   deterministic: bool
-  cross: bool  # decoder blocks attend to the encoder output
+  with_cross: bool  # decoder blocks attend to the encoder output
 
   @nn.compact
   def __call__(self, x_BxLxD, mask: AttentionMask, bias_1xNxLxL, encoded_BxSxD=None,
-               cross: AttentionMask | None = None):
+               encoder_mask: AttentionMask | None = None):
     cfg, det = self.cfg, self.deterministic
     x_BxLxD = nn.with_logical_constraint(x_BxLxD, ACTIVATION_AXES)
     h_BxLxD = Norm(cfg, name='attn_norm')(x_BxLxD)
     x_BxLxD = x_BxLxD + Attention(cfg, cfg.init_std, scale=1.0, name='attn')(
         h_BxLxD, mask, bias_BxNxTxS=bias_1xNxLxL, deterministic=det)
-    if self.cross:
+    if self.with_cross:
       h_BxLxD = Norm(cfg, name='cross_norm')(x_BxLxD)
       x_BxLxD = x_BxLxD + Attention(cfg, cfg.init_std, scale=1.0, name='cross_attn')(
-          h_BxLxD, cross, kv_BxSxD=encoded_BxSxD, deterministic=det)
+          h_BxLxD, encoder_mask, kv_BxSxD=encoded_BxSxD, deterministic=det)
     h_BxLxD = Norm(cfg, name='mlp_norm')(x_BxLxD)
     x_BxLxD = x_BxLxD + FeedForward(cfg, name='mlp')(h_BxLxD, det)
     return nn.with_logical_constraint(x_BxLxD, ACTIVATION_AXES)
@@ -79,15 +79,16 @@ class Stack(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxLxD, mask: AttentionMask, encoded_BxSxD=None,
-               cross: AttentionMask | None = None):
+               encoder_mask: AttentionMask | None = None):
     cfg = self.cfg
     L = x_BxLxD.shape[1]
+    # In the compute dtype: cuDNN's fused attention (GPU, bf16) wants the bias like q.
     bias_1xNxLxL = RelativePositionBias(cfg, bidirectional=not self.is_decoder,
-                                        name='relative_bias')(L, L)
+                                        name='relative_bias')(L, L).astype(cfg.jnp_dtype)
     x_BxLxD = nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=self.deterministic)
     for i in range(self.num_layers):
       x_BxLxD = Block(cfg, self.deterministic, self.is_decoder, name=f'layer_{i}')(
-          x_BxLxD, mask, bias_1xNxLxL, encoded_BxSxD, cross)
+          x_BxLxD, mask, bias_1xNxLxL, encoded_BxSxD, encoder_mask)
     x_BxLxD = Norm(cfg, name='final_norm')(x_BxLxD)
     return nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=self.deterministic)
 
