@@ -131,6 +131,17 @@ def _cases(t):
       'distill_teacher_without_checkpoint': (
           ['train', *q, *flags(fresh), '--config.objective.name=distill',
            f'--config.objective.teacher_run={empty_run}'], ['holds no checkpoint']),
+      # A teacher's errors surface once the student's data fixed its vocabulary: a new
+      # (unwatched) run directory, the trained run as the teacher (watched).
+      'distill_teacher_step_missing': (
+          ['train', *q, *flags(os.path.join(t['tmp'], 'new_run')),
+           '--config.objective.name=distill', f'--config.objective.teacher_run={run}',
+           '--config.objective.teacher_step=7'],
+          ['config.objective.teacher_step=7', 'saved steps: [2]']),
+      'distill_teacher_vocab_mismatch': (
+          ['train', *q, *flags(os.path.join(t['tmp'], 'new_run')),
+           '--config.objective.name=distill', f'--config.objective.teacher_run={run}',
+           '--config.model.vocab_size=320'], ["teacher's vocabulary has 256 ids", '320']),
       # --- the mesh on 4 devices
       'mesh_product': (['train', *q, *flags(fresh), '--config.mesh.data=3'],
                        ['config.mesh', '= 3 devices but 4 devices are available']),
