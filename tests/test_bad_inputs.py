@@ -62,7 +62,8 @@ def _cases(t):
       'missing_config_file': (['train', '--config', 'configs/quickstrat.py'],
                               ['config file not found', "did you mean 'configs/quickstart.py'"]),
       'config_not_python': (['train', '--config', t['readme']], ['is not a python file']),
-      'config_syntax_error': (['train', '--config', t['syntax']], ['syntax error', 'syntax.py', 'line 1']),
+      'config_syntax_error': (['train', '--config', t['syntax']],
+                              ['syntax error', 'syntax.py', 'line 1']),
       'config_raises': (['train', '--config', t['raises']],
                         ['raises.py', 'line 3', "NameError: name 'undefined_name'"]),
       'config_without_get_config': (['train', '--config', t['no_get']], ['no get_config()']),
@@ -115,8 +116,9 @@ def _cases(t):
           ['train', *q, *flags(fresh), '--config.data.tokenizer=bpe',
            '--config.data.bpe_vocab_size=512', '--config.model.vocab_size=300'],
           ['config.model.vocab_size=300', 'bpe_vocab_size=512']),
-      'byte_vocab_below_tokenizer': (['train', *q, *flags(fresh), '--config.model.vocab_size=200'],
-                                     ['config.model.vocab_size=200', '256']),
+      'byte_vocab_below_tokenizer': (
+          ['train', *q, *flags(fresh), '--config.model.vocab_size=200'],
+          ['config.model.vocab_size=200', '256']),
       'unknown_objective': (['train', *q, *flags(fresh), '--config.objective.name=mse'],
                             ["config.objective.name='mse'", "'cross_entropy'"]),
       'objective_key_unused': (['train', *q, *flags(fresh), '--config.objective.temperature=2'],
@@ -129,6 +131,17 @@ def _cases(t):
       'distill_teacher_without_checkpoint': (
           ['train', *q, *flags(fresh), '--config.objective.name=distill',
            f'--config.objective.teacher_run={empty_run}'], ['holds no checkpoint']),
+      # A teacher's errors surface once the student's data fixed its vocabulary: a new
+      # (unwatched) run directory, the trained run as the teacher (watched).
+      'distill_teacher_step_missing': (
+          ['train', *q, *flags(os.path.join(t['tmp'], 'new_run')),
+           '--config.objective.name=distill', f'--config.objective.teacher_run={run}',
+           '--config.objective.teacher_step=7'],
+          ['config.objective.teacher_step=7', 'saved steps: [2]']),
+      'distill_teacher_vocab_mismatch': (
+          ['train', *q, *flags(os.path.join(t['tmp'], 'new_run')),
+           '--config.objective.name=distill', f'--config.objective.teacher_run={run}',
+           '--config.model.vocab_size=320'], ["teacher's vocabulary has 256 ids", '320']),
       # --- the mesh on 4 devices
       'mesh_product': (['train', *q, *flags(fresh), '--config.mesh.data=3'],
                        ['config.mesh', '= 3 devices but 4 devices are available']),
@@ -177,8 +190,9 @@ def _cases(t):
                                    ['other data', 'data.seed', 'allow_new_data']),
       'resume_changed_batch': (['train', *q, *flags(), '--config.train.global_batch_size=8'],
                                ['other data', 'train.global_batch_size']),
-      'resume_changed_corpus': (['train', *q, *flags(), f'--config.data.source={t["other_corpus"]}'],
-                                ['other data', 'corpus content', 'allow_new_data']),
+      'resume_changed_corpus': (
+          ['train', *q, *flags(), f'--config.data.source={t["other_corpus"]}'],
+          ['other data', 'corpus content', 'allow_new_data']),
       'resume_changed_tokenizer': (['train', *q, *flags(), '--config.data.tokenizer=char'],
                                    ['tokenizer']),
       'eval_without_checkpoint': (['eval', *q, *flags(empty_run)], ['no checkpoint to evaluate']),
@@ -209,6 +223,9 @@ def _cases(t):
       'plan_without_devices': (['plan', *q, '--device', 'h100'], ['--devices']),
       'plan_unknown_device': (['plan', *q, '--devices', '8', '--device', 'tpu-v9'],
                               ["--device 'tpu-v9' is not known"]),
+      'plan_non_planner_family': (['plan', '--config', f'{ROOT}/configs/lstm_tiny.py',
+                                   '--devices', '8', '--device', 'h100'],
+                                  ["config.model.family='rnn' is not modelled"]),
       'plan_bad_devices': (['plan', *q, '--devices', 'eight', '--device', 'h100'],
                            ['--devices', "'eight'"]),
   }
@@ -309,19 +326,3 @@ def test_a_real_process_shows_what_the_batch_shows(name, material, results):
   assert done.stderr.strip().splitlines()[-1] == batch.strip().splitlines()[-1]
   assert tree_digest(material['run']) == results[0][material['run']]
 
-
-def test_plan_on_a_family_the_planner_does_not_model(monkeypatch, capsys):
-  """`lm-jax plan` of a family whose entry says planner=False: one message, exit 2. No
-  such family is registered yet, so the decoder's entry is patched to say so."""
-  import dataclasses
-
-  from lm_jax import cli
-  from lm_jax.models import registry
-  real = registry._families
-  monkeypatch.setattr(registry, '_families', lambda: {
-      name: dataclasses.replace(f, planner=False) for name, f in real().items()})
-  with pytest.raises(SystemExit) as done:
-    cli.main(['plan', '--config', QUICK, '--devices', '8', '--device', 'h100'])
-  stderr = capsys.readouterr().err
-  _check('plan_non_planner', done.value.code, stderr,
-         ["config.model.family='decoder' is not modelled"])

@@ -201,3 +201,22 @@ def test_teacher_restored_sharded_like_the_student_and_given_no_gradient(teacher
   with pytest.raises(Exception, match=r"teacher's vocabulary has 256 ids but the student's "
                                       r'has 300'):
     build(config, 256)
+
+
+@pytest.mark.slow
+def test_a_teacher_of_another_family_distils_into_a_decoder(tmp_path):
+  """An LSTM teacher (configs/lstm_tiny.py:runlocal) and a decoder student: the teacher's
+  model is built from its own saved config, whatever its family."""
+  from tests.run_helpers import ROOT
+  lstm = str(tmp_path / 'lstm')
+  done = run_cli('train', '--config', f'{ROOT}/configs/lstm_tiny.py:runlocal',
+                 *tiny_overrides(lstm, 5, **{'checkpoint.async_save': False}))
+  assert done.returncode == 0, done.stderr[-3000:]
+  before = tree_digest(lstm)
+  student = str(tmp_path / 'student')
+  done = run_cli('train', '--config', QUICK, *tiny_overrides(
+      student, 6, **{'objective.name': 'distill', 'objective.teacher_run': lstm}))
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout[done.stdout.rindex('{\n'):])
+  assert np.isfinite(result['train/kl']) and result['train/kl'] > 0
+  assert tree_digest(lstm) == before
