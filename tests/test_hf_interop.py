@@ -111,6 +111,23 @@ def test_weights_on_2x2x2_mesh_give_single_device_logits(tmp_path):
                              atol=TOL, rtol=0)
 
 
+@pytest.mark.slow  # ~15 s of CPU: the pipeline's compile
+def test_pipeline_stages_hold_hf_layers_in_order(tmp_path):
+  """mesh.stage=2 over 4 layers: stacked [stage, layer, ...] params give HF's logits."""
+  hf = hf_models.llama(num_hidden_layers=4)
+  hf_dir = _save(hf, tmp_path / 'hf')
+  config = base_config()
+  config.mesh.update(stage=2, pipeline_microbatches=2)
+  config.train.global_batch_size = 8
+  config, _, _ = import_lib.import_config(hf_dir, str(tmp_path / 'run'), config)
+  config.data.seq_len = 16
+  built = build(config, config.model.vocab_size, devices=jax.devices()[:2])
+  params = import_lib.read_params(built, hf_dir)
+  ids = _ids((8, 16))
+  np.testing.assert_allclose(_logits(built, params, ids)[..., :VOCAB],
+                             hf_models.hf_logits(hf, ids), atol=TOL, rtol=0)
+
+
 def test_unsupported_architecture_names_the_supported_ones(tmp_path):
   hf_dir = _save(hf_models.gpt2(), tmp_path / 'hf')
   with open(os.path.join(hf_dir, 'config.json')) as f:
