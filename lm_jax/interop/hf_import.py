@@ -24,7 +24,7 @@ from lm_jax.interop import hf_config, hf_tokenizer, placement, tensor_check
 from lm_jax.interop.safetensors_reader import SafetensorsCheckpoint
 
 
-class _StartOfData:
+class StartOfData:
   """The data position of a run that has read nothing (lm_jax/data/checkpointing.py's form)."""
 
   def get_state(self) -> dict:
@@ -89,7 +89,7 @@ def import_hf(hf_dir: str, run_dir: str, config: ml_collections.ConfigDict | Non
   ckpt_cfg = ml_collections.ConfigDict(config.checkpoint.to_dict())
   ckpt_cfg.async_save = False
   ckpt = Checkpointer(run_dir, ckpt_cfg)
-  ckpt.save(state, _StartOfData(), config, force=True)
+  ckpt.save(state, StartOfData(), config, force=True)
   ckpt.close()
   if tokenizer is not None and jax.process_index() == 0:
     hf_tokenizer.save_with_run(tokenizer, hf_dir, run_dir)

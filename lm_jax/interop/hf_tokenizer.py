@@ -45,7 +45,7 @@ def save_with_run(tokenizer, hf_dir: str, run_dir: str) -> None:
 
 
 def export_tokenizer(run_dir: str, out_dir: str) -> bool:
-  """Copies the run's tokenizer files to `out_dir` when it has a Hugging Face one; whether it did."""
+  """Copies the run's tokenizer files to `out_dir` if it has an HF one; whether it did."""
   directory = os.path.join(run_dir, 'tokenizer')
   if not os.path.isfile(os.path.join(directory, tokenizers.HF_FILE)):
     return False
