@@ -20,8 +20,8 @@ import sys
 from lm_jax import distributed
 from lm_jax.config.loader import ConfigError, exit_on_config_error, parse_cli_config
 
-COMMANDS = ('train', 'eval', 'plan', 'sweep', 'convert')
-USAGE = '''usage: lm-jax {train,eval,plan} --config CONFIG.py[:arg] [--config.a.b=value ...]
+COMMANDS = ('train', 'eval', 'plan', 'sweep', 'convert', 'prepare')
+USAGE = '''usage: lm-jax {train,eval,plan,prepare} --config CONFIG.py[:arg] [--config.a.b=value ...]
        lm-jax sweep SWEEP.py [--parallel N] [--dry-run | --emit tpu|slurm | --collect]
        lm-jax convert --from-hf HF_DIR --to RUN_DIR [--config F] | --to-hf OUT_DIR --run RUN_DIR
 
@@ -29,6 +29,8 @@ USAGE = '''usage: lm-jax {train,eval,plan} --config CONFIG.py[:arg] [--config.a.
   eval    evaluate a checkpoint ([--step N|best], default latest) on the validation split,
           or on the test split with --split test (never read during training)
   plan    choose mesh, remat and microbatches for --devices N --device KIND (no data needed)
+  prepare tokenize the corpus into the token files train uses (docs/data.md); train runs it
+          itself when they are missing
   sweep   run a sweep file's runs (N at a time), list them, emit launches, or collect results
   convert import a Hugging Face model directory as a run, or export a run's checkpoint to one'''
 
@@ -76,6 +78,27 @@ def _eval(config, rest):
                    sort_keys=True))
 
 
+def _prepare(config, rest):
+  if rest:
+    raise ConfigError(f'unknown arguments for prepare: {" ".join(rest)}\n{USAGE}')
+  import jax
+  from lm_jax.build import task_of
+  from lm_jax.checkpoint import has_checkpoint
+  from lm_jax.config.validate import validate
+  from lm_jax.data.pipeline import build_data
+  validate(config, device_count=jax.device_count())
+  try:  # the same call as a run's: train finds exactly these files
+    data = build_data(config.data, global_batch_size=config.train.global_batch_size,
+                      run_dir=config.logging.run_dir, task=task_of(config),
+                      resuming=has_checkpoint(config.logging.run_dir))
+  except ValueError as e:
+    raise ConfigError(f'config.data: {e}') from e
+  print(json.dumps({'tokens': data.tokens_path, 'vocab_size': data.vocab_size,
+                    'train_tokens': data.train_tokens, 'val_tokens': data.val_tokens,
+                    'test_tokens': data.test_tokens, 'specials': data.specials},
+                   indent=1, sort_keys=True))
+
+
 def _plan(config, rest):
   from lm_jax.plan.command import plan_command  # CPU only, no data
   sys.exit(plan_command(config, rest))
@@ -84,9 +107,11 @@ def _plan(config, rest):
 @exit_on_config_error
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
-  if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
+  if not argv or argv[0] in ('-h', '--help'):
     print(USAGE, file=sys.stderr)
-    sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
+    sys.exit(0 if argv else 2)
+  if argv[0] not in COMMANDS:
+    raise ConfigError(f'unknown command {argv[0]!r}; choose one of {", ".join(COMMANDS)}\n{USAGE}')
   command, rest = argv[0], argv[1:]
   if command == 'sweep':  # takes a sweep file, not --config
     from lm_jax.sweep.command import sweep_command
@@ -98,7 +123,7 @@ def main(argv=None):
     return
   config, rest = parse_cli_config(rest)
   _setup_logging()
-  {'train': _train, 'eval': _eval, 'plan': _plan}[command](config, rest)
+  {'train': _train, 'eval': _eval, 'plan': _plan, 'prepare': _prepare}[command](config, rest)
 
 
 if __name__ == '__main__':

@@ -22,7 +22,11 @@ CHOICES = {
     'model.remat': ('none', 'full', 'dots_saveable', 'dots_with_no_batch_dims_saveable'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'model.dtype': ('float32', 'bfloat16'),
-    'data.tokenizer': ('byte', 'char', 'bpe'),
+    'data.tokenizer': ('byte', 'char', 'bpe', 'pretrained'),
+    'data.format': ('auto', 'text', 'jsonl', 'parquet', 'hf'),
+    'data.utf8_errors': ('replace', 'skip', 'error'),
+    'data.separator': ('auto', 'eos', 'bos', 'bos_eos', 'blank_line'),
+    'data.split_by': ('tail', 'document'),
     'optimizer.name': ('adamw',),
     'optimizer.schedule': ('cosine', 'linear', 'constant'),
     'mesh.rules': ('auto', 'dp', 'fsdp', 'tp', 'fsdp_tp'),
@@ -35,13 +39,15 @@ POSITIVE_INTS = (
     'model.vocab_multiple', 'model.num_layers', 'model.d_model', 'model.num_heads',
     'model.max_len', 'data.seq_len', 'train.steps', 'train.global_batch_size',
     'train.microbatches', 'train.eval_batches', 'train.log_every', 'checkpoint.keep',
-    'mesh.pipeline_microbatches',
+    'mesh.pipeline_microbatches', 'data.prepare_workers', 'data.chunk_mb',
 )
 
 NON_NEGATIVE_INTS = (
     'model.vocab_size', 'model.num_kv_heads', 'model.head_dim', 'model.mlp_dim',
     'data.max_bytes', 'data.prefetch', 'optimizer.warmup_steps', 'optimizer.decay_steps',
     'train.eval_every', 'checkpoint.every', 'train.early_stop_patience',
+    'data.target_len',
+    'objective.teacher_step',
 )
 
 # key -> (low, high, low_inclusive, high_inclusive); None = unbounded.
@@ -52,6 +58,9 @@ FLOAT_RANGES = {
     'model.init_std': (0.0, None, False, None),
     'data.val_fraction': (0.0, 1.0, True, False),
     'data.test_fraction': (0.0, 1.0, True, False),
+    'data.mlm_probability': (0.0, 1.0, False, True),
+    'data.noise_density': (0.0, 1.0, False, False),
+    'data.mean_noise_span_length': (1.0, None, True, None),
     'optimizer.lr': (0.0, None, False, None),
     'optimizer.min_lr_ratio': (0.0, 1.0, True, True),
     'optimizer.b1': (0.0, 1.0, True, False),
@@ -63,11 +72,13 @@ FLOAT_RANGES = {
     'optimizer.grad_clip': (0.0, None, True, None),
     'objective.z_loss': (0.0, None, True, None),
     'objective.label_smoothing': (0.0, 1.0, True, False),
+    'objective.temperature': (0.0, None, False, None),
+    'objective.kl_weight': (0.0, 1.0, True, True),
     'train.early_stop_min_delta': (0.0, None, True, None),
     'logging.peak_flops_per_device': (0.0, None, True, None),
 }
 
-NON_EMPTY_STRS = ('data.source', 'data.file_glob', 'logging.run_dir')
+NON_EMPTY_STRS = ('data.source', 'data.file_glob', 'logging.run_dir', 'data.text_field')
 
 
 def _get(config, key):
@@ -182,6 +193,8 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
           "W&B logging needs the wandb package: pip install -e '.[wandb]' (or set it to '')")
 
   family = _check_family(config)
+  from lm_jax.objectives.registry import validate_objective  # pylint: disable=g-import-not-at-top
+  validate_objective(config.objective, defaults.base_config().objective)
   if d.tokenizer == 'bpe' and m.vocab_size and m.vocab_size < d.bpe_vocab_size:
     _fail('model.vocab_size', m.vocab_size,
           f'smaller than the tokenizer\'s config.data.bpe_vocab_size={d.bpe_vocab_size}; '
@@ -190,6 +203,12 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
     _fail('data.test_fraction', d.test_fraction,
           f'with config.data.val_fraction={d.val_fraction} nothing is left to train on; '
           'val_fraction + test_fraction must be < 1')
+  if d.tokenizer == 'pretrained' and not d.tokenizer_path:
+    _fail('data.tokenizer_path', d.tokenizer_path, "data.tokenizer='pretrained' needs a local "
+          'tokenizer.json (or a directory holding one) or a SentencePiece .model file')
+  if d.tokenizer != 'pretrained' and d.tokenizer_path:
+    _fail('data.tokenizer_path', d.tokenizer_path,
+          f"only data.tokenizer='pretrained' reads it (data.tokenizer={d.tokenizer!r}); set '' ")
   if d.tokenizer == 'bpe' and d.bpe_vocab_size < 1:
     _fail('data.bpe_vocab_size', d.bpe_vocab_size, 'must be a positive int with the bpe tokenizer')
 
@@ -233,6 +252,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
           f'config.model.family={family.name!r} cannot split its layers into pipeline '
           'stages; use mesh.stage=1')
   family.validate(config, shape)
+  if d.tokenizer == 'byte':  # its size is fixed: refuse before any data is written
+    from lm_jax.data.tokenizers import ByteTokenizer  # pylint: disable=g-import-not-at-top
+    check_vocab_size(m, 'byte', ByteTokenizer.vocab_size)
 
 
 def _check_family(config):

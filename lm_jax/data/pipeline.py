@@ -27,13 +27,17 @@ from absl import logging
 import grain
 import numpy as np
 
+from lm_jax.data import boundaries
 from lm_jax.data import fingerprint
+from lm_jax.data import mixture
+from lm_jax.data import prepared_corpus
 from lm_jax.data import run_tokenizer
 from lm_jax.data import sources
 from lm_jax.data import special_tokens
 from lm_jax.data import token_cache
 from lm_jax.data import tokenizers
 from lm_jax.data.tasks import Task, TaskContext, get_task
+from lm_jax.data.token_stream import TokenStream
 
 Batch = dict[str, np.ndarray]  # the task's arrays, each [b, ...] (lm: inputs, targets, weights)
 
@@ -49,6 +53,10 @@ class BatchMaker:
 
   def __call__(self, windows_BxW: np.ndarray, row_ids_B: np.ndarray) -> Batch:
     return self.task.make_batch(windows_BxW, row_ids_B, self.ctx)
+
+  def over(self, windows: 'Windows') -> 'BatchMaker':
+    """This maker with the split's windows in its context (tasks that read other rows)."""
+    return dataclasses.replace(self, ctx=dataclasses.replace(self.ctx, windows=windows))
 
 
 def next_token_maker() -> BatchMaker:
@@ -73,6 +81,31 @@ class Windows:
     start = int(index) * self.window
     # Copies out of the memmap (and widens uint16 -> int32) one window at a time.
     return np.asarray(self.tokens_T[start:start + self.window], dtype=np.int32)
+
+
+class ExampleRows:
+  """A task's [N, W] example rows (e.g. seq2seq pairs), read like the windows of a stream."""
+
+  def __init__(self, rows_NxW: np.ndarray):
+    self.rows_NxW = rows_NxW
+    self.window = rows_NxW.shape[1]
+    self.num_windows = len(rows_NxW)
+
+  def __len__(self) -> int:
+    return self.num_windows
+
+  def __getitem__(self, index: int) -> np.ndarray:
+    return np.asarray(self.rows_NxW[int(index)], dtype=np.int32)
+
+
+def windows_of(source: np.ndarray, window_len: int):
+  """The windows of a 1-D token stream, or a task's 2-D example rows as they are."""
+  return ExampleRows(source) if getattr(source, 'ndim', 1) == 2 else Windows(source, window_len)
+
+
+def _num_tokens(source: np.ndarray) -> int:
+  """Tokens of a stream, or the real ids (>= 0) of example rows."""
+  return int(np.sum(source >= 0)) if getattr(source, 'ndim', 1) == 2 else len(source)
 
 
 def split_bounds(num_tokens: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
@@ -123,7 +156,8 @@ def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, se
   `make` (default: next-token windows)."""
   rows = _checked_rows(rows, global_batch_size)
   make = make or next_token_maker()
-  windows = Windows(tokens_T, make.window_len(seq_len))
+  windows = windows_of(tokens_T, make.window_len(seq_len))
+  make = make.over(windows)
   if len(windows) < global_batch_size:
     raise ValueError(
         f'train split has {len(windows)} windows of {windows.window} tokens '
@@ -158,7 +192,8 @@ def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_
   a held-out split, in order (made by `make`, default next-token windows)."""
   rows = _checked_rows(rows, global_batch_size)
   make = make or next_token_maker()
-  windows = Windows(tokens_T, make.window_len(seq_len))
+  windows = windows_of(tokens_T, make.window_len(seq_len))
+  make = make.over(windows)
   available = len(windows) // global_batch_size
   if available < 1:
     raise ValueError(
@@ -188,7 +223,7 @@ class Data:
   val_tokens: int
   test_tokens: int
   fingerprint: dict                      # fingerprint.data_fingerprint: saved with checkpoints
-  tokens_path: str = ''                  # the memory-mapped cache file
+  tokens_path: str = ''                  # the memory-mapped cache file (or prepared directory)
 
 
 def default_cache_dir(run_dir: str) -> str:
@@ -203,6 +238,20 @@ def _held_out_seed(seed: int, split: str) -> int:
              .generate_state(1)[0])
 
 
+def _three_splits(streams: dict, data_cfg: Any) -> tuple:
+  """(train, val, test) tokens of one source: its document splits, or its stream cut by
+  split_bounds (memory-mapped views, nothing read)."""
+  if 'all' not in streams:
+    return streams['train'], streams['val'], streams['test']
+  tokens_T = streams['all']
+  train_end, val_end = split_bounds(len(tokens_T), data_cfg.val_fraction,
+                                    data_cfg.test_fraction)
+  if isinstance(tokens_T, TokenStream):
+    return (tokens_T.view(0, train_end), tokens_T.view(train_end, val_end),
+            tokens_T.view(val_end, len(tokens_T)))
+  return tokens_T[:train_end], tokens_T[train_end:val_end], tokens_T[val_end:]
+
+
 def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Task | None = None,
                process_index: int = 0, rows: Sequence[int] | None = None,
                resuming: bool = False, allow_new_data: bool = False) -> Data:
@@ -214,30 +263,55 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
   (see run_tokenizer.py); `allow_new_data` lets it be kept for a changed corpus.
   """
   cache_dir = data_cfg.cache_dir or default_cache_dir(run_dir)
-  files = sources.corpus_files(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
-  corpus_fp = fingerprint.corpus_fingerprint(files, data_cfg.max_bytes, memo_dir=cache_dir)
+  task = task or get_task('lm')
+  roles = task.special_tokens(data_cfg)
+  documents_mode = prepared_corpus.uses_preparation(data_cfg)
+  if data_cfg.document_mask and not roles:
+    raise ValueError('data.document_mask=True needs documents separated by special tokens, '
+                     f'but data.separator={data_cfg.separator!r} resolves to blank_line for '
+                     f'data.source={data_cfg.source!r}; set data.separator=eos (or bos)')
+  if documents_mode:
+    corpus = prepared_corpus.plan_corpus(data_cfg, cache_dir)
+    files, corpus_fp, read_text = corpus.files, corpus.fingerprint, corpus.read_text
+  else:
+    files = sources.corpus_files(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
+    corpus_fp = fingerprint.corpus_fingerprint(files, data_cfg.max_bytes, memo_dir=cache_dir)
 
-  @functools.cache
-  def read_text() -> str:  # read lazily: a warm cache never touches the corpus
-    text, _ = sources.read_corpus(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
-    return text
+    @functools.cache
+    def read_text() -> str:  # read lazily: a warm cache never touches the corpus
+      text, _ = sources.read_corpus(data_cfg.source, data_cfg.file_glob, data_cfg.max_bytes)
+      return text
 
   tokenizer = run_tokenizer.run_tokenizer(
       data_cfg, run_dir, cache_dir, corpus_fp, read_text, resuming=resuming,
       allow_new_data=allow_new_data, is_primary=process_index == 0)
-  tokens_T = token_cache.cached_tokens(cache_dir, tokenizer, corpus_fp, read_text)
-  train_end, val_end = split_bounds(len(tokens_T), data_cfg.val_fraction,
-                                    data_cfg.test_fraction)
-  train_T, val_T, test_T = tokens_T[:train_end], tokens_T[train_end:val_end], tokens_T[val_end:]
-
-  task = task or get_task('lm')
-  roles = task.special_tokens(data_cfg)
+  if documents_mode:
+    streams, tokens_path = prepared_corpus.split_streams(
+        corpus, tokenizer, cache_dir, roles=roles, progress=process_index == 0,
+        is_primary=process_index == 0)
+  else:
+    streams = [{'all': token_cache.cached_tokens(cache_dir, tokenizer, corpus_fp, read_text)}]
+    tokens_path = token_cache.tokens_path(cache_dir, tokenizer, corpus_fp)
+  parts = [_three_splits(s, data_cfg) for s in streams]
+  train_parts = [p[0] for p in parts]
+  train_T = train_parts[0] if len(parts) == 1 else mixture.Concat(train_parts)
+  window = task.window_len(data_cfg.seq_len, data_cfg)
+  val_T, test_T = ((parts[0][i] if len(parts) == 1
+                    else mixture.Interleaved([p[i] for p in parts], window)) for i in (1, 2))
   specials = special_tokens.special_ids(tokenizer, roles)
+  if task.examples is not None:  # the task's own rows (seq2seq pairs) replace the windows
+    train_T, val_T, test_T = (task.examples(data_cfg, tokenizer, specials, split)
+                              for split in ('train', 'val', 'test'))
   ctx = TaskContext(data_cfg=data_cfg, specials=specials,
                     text_vocab_size=tokenizer.vocab_size, seed=data_cfg.seed)
   make = BatchMaker(task, ctx)
-  dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed, rows,
-                          make)
+  if data_cfg.mixture:
+    dataset = mixture.mixture_dataset(
+        train_parts, corpus.weights, data_cfg.seq_len, global_batch_size, data_cfg.seed,
+        _checked_rows(rows, global_batch_size), make, Windows, _shuffle_seed)
+  else:
+    dataset = train_dataset(train_T, data_cfg.seq_len, global_batch_size, data_cfg.seed, rows,
+                            make)
   held_out = {split: functools.partial(
       val_batches, tokens, data_cfg.seq_len, global_batch_size, rows=rows, split=split,
       make=BatchMaker(task, dataclasses.replace(ctx, seed=_held_out_seed(data_cfg.seed, split))))
@@ -245,9 +319,14 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
   for split in ('val', 'test'):
     if data_cfg[f'{split}_fraction'] > 0:
       held_out[split](0)  # fail now, not at the first eval, if it holds less than one batch
+  counts = [_num_tokens(t) for t in (train_T, val_T, test_T)]
   logging.info('data: %d files, %d tokens (train %d, val %d, test %d), vocab %d (%s)',
-               len(files), len(tokens_T), len(train_T), len(val_T), len(test_T),
-               tokenizer.vocab_size, tokenizer.kind)
+               len(files), sum(counts), *counts, tokenizer.vocab_size, tokenizer.kind)
+  data_fp = fingerprint.data_fingerprint(data_cfg, global_batch_size, tokenizer.identity(),
+                                         corpus_fp, task)
+  if documents_mode:  # absent from older fingerprints, which compare only their own keys
+    data_fp.update({'data.separator': boundaries.resolve_separator(data_cfg),
+                    'data.split_by': data_cfg.split_by})
   return Data(
       tokenizer=tokenizer,
       vocab_size=special_tokens.model_vocab_size(tokenizer, roles),
@@ -255,10 +334,9 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
       train_iter=train_iterator(dataset, data_cfg.prefetch),
       val_batches=held_out['val'],
       test_batches=held_out['test'],
-      train_tokens=len(train_T),
-      val_tokens=len(val_T),
-      test_tokens=len(test_T),
-      fingerprint=fingerprint.data_fingerprint(data_cfg, global_batch_size,
-                                               tokenizer.identity(), corpus_fp, task),
-      tokens_path=token_cache.tokens_path(cache_dir, tokenizer, corpus_fp),
+      train_tokens=counts[0],
+      val_tokens=counts[1],
+      test_tokens=counts[2],
+      fingerprint=data_fp,
+      tokens_path=tokens_path,
   )

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from absl import logging
 
+from lm_jax.data import pretrained_tokenizers
 from lm_jax.data import token_cache
 from lm_jax.data import tokenizers
 
@@ -31,6 +32,9 @@ def _resumed_tokenizer(directory: str, wanted: dict, source: str,
   if saved.get('bpe_vocab_size') != wanted.get('bpe_vocab_size'):
     raise ValueError(f'{directory} was trained with bpe_vocab_size={saved.get("bpe_vocab_size")} '
                      f'but data.bpe_vocab_size={wanted.get("bpe_vocab_size")}; {_KEEP}')
+  if saved.get('file_sha256') != wanted.get('file_sha256'):
+    logging.warning('data: data.tokenizer_path now holds another tokenizer than %s was '
+                    'copied from; %s', directory, _KEEP)
   if saved.get('corpus') != wanted.get('corpus'):
     if not allow_new_data:
       raise ValueError(
@@ -50,7 +54,11 @@ def run_tokenizer(data_cfg: Any, run_dir: str, cache_dir: str, corpus_fp: dict,
                   is_primary: bool) -> tokenizers.Tokenizer:
   """Returns the run's tokenizer; saves it as <run_dir>/tokenizer (process 0 writes)."""
   directory = os.path.join(run_dir, 'tokenizer')
-  wanted = token_cache.tokenizer_origin(data_cfg.tokenizer, data_cfg.bpe_vocab_size, corpus_fp)
+  pretrained = data_cfg.tokenizer == 'pretrained'
+  if pretrained:
+    wanted = pretrained_tokenizers.origin(data_cfg.tokenizer_path)
+  else:
+    wanted = token_cache.tokenizer_origin(data_cfg.tokenizer, data_cfg.bpe_vocab_size, corpus_fp)
   exists = os.path.exists(os.path.join(directory, tokenizers.META_FILE))
   if exists and resuming:
     return _resumed_tokenizer(directory, wanted, data_cfg.source, allow_new_data)
@@ -61,8 +69,11 @@ def run_tokenizer(data_cfg: Any, run_dir: str, cache_dir: str, corpus_fp: dict,
     logging.warning('data: %s was made from %s, not from the data the config names (%s), '
                     'and no checkpoint uses it: replacing it', directory,
                     saved or 'unrecorded data', wanted)
-  tokenizer = token_cache.cached_tokenizer(
-      cache_dir, data_cfg.tokenizer, data_cfg.bpe_vocab_size, corpus_fp, read_text)
+  if pretrained:
+    tokenizer = pretrained_tokenizers.from_path(data_cfg.tokenizer_path)
+  else:
+    tokenizer = token_cache.cached_tokenizer(
+        cache_dir, data_cfg.tokenizer, data_cfg.bpe_vocab_size, corpus_fp, read_text)
   if is_primary:
     if exists:
       token_cache.replace_tokenizer(tokenizer, directory, wanted)

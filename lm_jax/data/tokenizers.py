@@ -1,4 +1,5 @@
-"""Tokenizers: byte (fixed 256 ids), char (corpus alphabet) and byte-level BPE.
+"""Tokenizers: byte (fixed 256 ids), char (corpus alphabet) and byte-level BPE
+(pretrained ones from a local file: lm_jax/data/pretrained_tokenizers.py).
 
 All three share one interface: `kind`, `vocab_size`, `encode(text) -> int32
 ids`, `decode(ids) -> text`, `save(directory)`, plus `identity()` (a hash of
@@ -162,6 +163,10 @@ class BpeTokenizer:
     encodings = self.hf.encode_batch_fast(pieces)
     return np.concatenate([np.asarray(e.ids, dtype=np.int32) for e in encodings])
 
+  def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+    """Returns the BPE ids of each text (encoded in parallel by `tokenizers`)."""
+    return [np.asarray(e.ids, dtype=np.int32) for e in self.hf.encode_batch_fast(texts)]
+
   def decode(self, ids) -> str:
     """Returns the text of `ids`."""
     return self.hf.decode([int(i) for i in np.asarray(ids).reshape(-1)])
@@ -221,4 +226,7 @@ def load_tokenizer(directory: str) -> Tokenizer:
   if meta['kind'] == 'bpe':
     from tokenizers import Tokenizer as HfTokenizer
     return BpeTokenizer(HfTokenizer.from_file(os.path.join(directory, meta['file'])))
+  if meta['kind'] == 'pretrained':
+    from lm_jax.data import pretrained_tokenizers  # pylint: disable=g-import-not-at-top
+    return pretrained_tokenizers.load(directory, meta)
   raise ValueError(f'unknown tokenizer kind {meta["kind"]!r} in {meta_path}')
