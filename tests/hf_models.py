@@ -10,7 +10,7 @@ transformers = pytest.importorskip('transformers')
 from lm_jax.config.defaults import base_config  # noqa: E402
 from lm_jax.models.registry import get_family  # noqa: E402
 
-VOCAB = 101  # not a multiple of vocab_multiple: the embedding is padded
+VOCAB = 259  # not a multiple of vocab_multiple (the embedding is padded), >= the byte tokenizer
 
 
 def gpt2(tied=True, seed=0, vocab=VOCAB, **kw):
