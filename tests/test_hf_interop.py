@@ -183,3 +183,25 @@ def test_tokenizer_larger_than_vocabulary_is_refused(tmp_path):
   with pytest.raises(ConfigError, match=r"tokenizer.json has \d+ token ids .*model's "
                      r'vocab_size is 259'):
     import_hf(hf_dir, str(tmp_path / 'run'))
+
+
+@pytest.mark.parametrize('family,make', [
+    ('encoder', lambda: transformers.BertForPreTraining(transformers.BertConfig(
+        vocab_size=300, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+        intermediate_size=80, max_position_embeddings=128))),
+    ('encdec', lambda: transformers.T5ForConditionalGeneration(transformers.T5Config(
+        vocab_size=300, d_model=48, d_kv=16, d_ff=80, num_layers=2, num_heads=3,
+        feed_forward_proj='gated-gelu'))),
+], ids=['bert', 't5_v1_1'])
+def test_other_families_go_through_the_same_converter(tmp_path, family, make):
+  """BERT and T5 (their families' own mappings): import -> export gives the same tensors."""
+  hf_models.torch.manual_seed(0)
+  hf_dir = _save(make().eval(), tmp_path / 'hf')
+  summary = import_hf(hf_dir, str(tmp_path / 'run'), devices=jax.devices()[:1])
+  assert summary['family'] == family
+  export_hf(str(tmp_path / 'run'), str(tmp_path / 'out'))
+  original = load_file(os.path.join(hf_dir, 'model.safetensors'))
+  exported = _exported_tensors(str(tmp_path / 'out'))
+  assert set(original) <= set(exported)
+  for name, array in original.items():
+    np.testing.assert_array_equal(exported[name], array, err_msg=name)
