@@ -71,7 +71,8 @@ def measure_import(hf_dir: str, run_dir: str, param_dtype: str) -> dict:
   from lm_jax.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
   from lm_jax.config.defaults import base_config  # pylint: disable=g-import-not-at-top
   from lm_jax.interop import hf_import, placement  # pylint: disable=g-import-not-at-top
-  from lm_jax.interop.safetensors_reader import SafetensorsCheckpoint  # pylint: disable=g-import-not-at-top
+  from lm_jax.interop.safetensors_reader import (  # pylint: disable=g-import-not-at-top
+      SafetensorsCheckpoint)
   phases, t_start = {}, time.perf_counter()
 
   def phase(name, fn):
@@ -93,7 +94,8 @@ def measure_import(hf_dir: str, run_dir: str, param_dtype: str) -> dict:
   def save():
     ckpt_cfg = ml_collections.ConfigDict(dict(keep=1, async_save=False))
     ckpt = Checkpointer(run_dir, ckpt_cfg)
-    ckpt.save(state, hf_import._StartOfData(), config, force=True)  # pylint: disable=protected-access
+    start = hf_import.StartOfData()
+    ckpt.save(state, start, config, force=True)
     ckpt.close()
 
   phase('save_checkpoint', save)

@@ -10,7 +10,7 @@ transformers = pytest.importorskip('transformers')
 from lm_jax.config.defaults import base_config  # noqa: E402
 from lm_jax.models.registry import get_family  # noqa: E402
 
-VOCAB = 101  # not a multiple of vocab_multiple: the embedding is padded
+VOCAB = 259  # not a multiple of vocab_multiple (the embedding is padded), >= the byte tokenizer
 
 
 def gpt2(tied=True, seed=0, vocab=VOCAB, **kw):
@@ -23,11 +23,13 @@ def gpt2(tied=True, seed=0, vocab=VOCAB, **kw):
   return _randomize(transformers.GPT2LMHeadModel(cfg))
 
 
-def llama(heads=6, kv_heads=2, tied=False, bias=False, seed=0, vocab=VOCAB, **kw):
+def llama(heads=6, kv_heads=2, tied=False, bias=False, seed=0, vocab=VOCAB, num_hidden_layers=2,
+          **kw):
   """A random LlamaForCausalLM (GQA 3:1 by default), 2 layers, an odd vocabulary."""
   torch.manual_seed(seed)
   cfg = transformers.LlamaConfig(
-      vocab_size=vocab, hidden_size=24, intermediate_size=40, num_hidden_layers=2,
+      vocab_size=vocab, hidden_size=24, intermediate_size=40,
+      num_hidden_layers=num_hidden_layers,
       num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=128,
       tie_word_embeddings=tied, attention_bias=bias, mlp_bias=bias, rms_norm_eps=1e-5,
       rope_theta=500.0, **kw)

@@ -35,7 +35,7 @@ def _import(tmp_path, hf_dir):
 
 
 def _convert_eval_train_export(tmp_path, make):
-  """convert -> eval -> train 2 more steps -> export step 0 -> from_pretrained equals the original."""
+  """convert -> eval -> train 2 steps -> export step 0 -> from_pretrained equals the original."""
   hf, hf_dir = _hf_dir(tmp_path, make)
   run, config_file = _import(tmp_path, hf_dir)
   r = run_cli('eval', '--config', config_file)

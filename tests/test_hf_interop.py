@@ -111,6 +111,23 @@ def test_weights_on_2x2x2_mesh_give_single_device_logits(tmp_path):
                              atol=TOL, rtol=0)
 
 
+@pytest.mark.slow  # ~15 s of CPU: the pipeline's compile
+def test_pipeline_stages_hold_hf_layers_in_order(tmp_path):
+  """mesh.stage=2 over 4 layers: stacked [stage, layer, ...] params give HF's logits."""
+  hf = hf_models.llama(num_hidden_layers=4)
+  hf_dir = _save(hf, tmp_path / 'hf')
+  config = base_config()
+  config.mesh.update(stage=2, pipeline_microbatches=2)
+  config.train.global_batch_size = 8
+  config, _, _ = import_lib.import_config(hf_dir, str(tmp_path / 'run'), config)
+  config.data.seq_len = 16
+  built = build(config, config.model.vocab_size, devices=jax.devices()[:2])
+  params = import_lib.read_params(built, hf_dir)
+  ids = _ids((8, 16))
+  np.testing.assert_allclose(_logits(built, params, ids)[..., :VOCAB],
+                             hf_models.hf_logits(hf, ids), atol=TOL, rtol=0)
+
+
 def test_unsupported_architecture_names_the_supported_ones(tmp_path):
   hf_dir = _save(hf_models.gpt2(), tmp_path / 'hf')
   with open(os.path.join(hf_dir, 'config.json')) as f:
@@ -160,7 +177,31 @@ def test_pickle_only_directory_is_refused(tmp_path):
 def test_tokenizer_larger_than_vocabulary_is_refused(tmp_path):
   from lm_jax.data.tokenizers import BpeTokenizer
   hf_dir = _save(hf_models.gpt2(), tmp_path / 'hf')
-  BpeTokenizer.train('some text ' * 50, 260).hf.save(os.path.join(hf_dir, 'tokenizer.json'))
-  with pytest.raises(ConfigError, match=r'tokenizer.json has \d+ token ids, but the model\'s '
-                     r'vocab_size is 101'):
+  text = open(os.__file__, encoding='utf-8').read()
+  BpeTokenizer.train(text, 300).hf.save(os.path.join(hf_dir, 'tokenizer.json'))
+
+  with pytest.raises(ConfigError, match=r"tokenizer.json has \d+ token ids .*model's "
+                     r'vocab_size is 259'):
     import_hf(hf_dir, str(tmp_path / 'run'))
+
+
+@pytest.mark.parametrize('family,make', [
+    ('encoder', lambda: transformers.BertForPreTraining(transformers.BertConfig(
+        vocab_size=300, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+        intermediate_size=80, max_position_embeddings=128))),
+    ('encdec', lambda: transformers.T5ForConditionalGeneration(transformers.T5Config(
+        vocab_size=300, d_model=48, d_kv=16, d_ff=80, num_layers=2, num_heads=3,
+        feed_forward_proj='gated-gelu'))),
+], ids=['bert', 't5_v1_1'])
+def test_other_families_go_through_the_same_converter(tmp_path, family, make):
+  """BERT and T5 (their families' own mappings): import -> export gives the same tensors."""
+  hf_models.torch.manual_seed(0)
+  hf_dir = _save(make().eval(), tmp_path / 'hf')
+  summary = import_hf(hf_dir, str(tmp_path / 'run'), devices=jax.devices()[:1])
+  assert summary['family'] == family
+  export_hf(str(tmp_path / 'run'), str(tmp_path / 'out'))
+  original = load_file(os.path.join(hf_dir, 'model.safetensors'))
+  exported = _exported_tensors(str(tmp_path / 'out'))
+  assert set(original) <= set(exported)
+  for name, array in original.items():
+    np.testing.assert_array_equal(exported[name], array, err_msg=name)

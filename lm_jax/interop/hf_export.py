@@ -102,7 +102,7 @@ def write_safetensors(tensors, out_dir: str, max_shard_bytes: int) -> list[str]:
 
 def export_hf(run_dir: str, out_dir: str, step: int | None = None,
               max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> dict:
-  """Writes checkpoint `step` (default: latest) of `run_dir` as a Hugging Face model in `out_dir`."""
+  """Writes checkpoint `step` (default: latest) of `run_dir` as an HF model in `out_dir`."""
   if not os.path.isdir(os.path.join(run_dir, 'checkpoints')):
     raise ConfigError(f'--run {run_dir}: not an lm_jax run directory (no checkpoints/)')
   ckpt_cfg = ml_collections.ConfigDict(dict(keep=1 << 30, async_save=False))

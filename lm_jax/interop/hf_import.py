@@ -5,7 +5,8 @@ config (or checks the one given); `lm_jax.build.build` makes the model, its
 mesh and shardings; the tensors are checked by name and shape, then streamed
 one at a time from safetensors into their sharded arrays; the run directory
 gets a normal checkpoint (step 0, a fresh optimizer state, data position 0),
-the tokenizer when the model directory has tokenizer.json, and config.py for
+the tokenizer when the model directory has tokenizer.json or tokenizer.model,
+and config.py for
 `lm-jax train|eval --config RUN_DIR/config.py`.
 """
 
@@ -16,15 +17,15 @@ import os
 import jax
 import ml_collections
 
-from lm_jax.build import build
+from lm_jax.build import build, task_of
 from lm_jax.checkpoint import Checkpointer, has_checkpoint
-from lm_jax.data.tokenizers import ByteTokenizer
+from lm_jax.data import special_tokens
 from lm_jax.errors import ConfigError
 from lm_jax.interop import hf_config, hf_tokenizer, placement, tensor_check
 from lm_jax.interop.safetensors_reader import SafetensorsCheckpoint
 
 
-class _StartOfData:
+class StartOfData:
   """The data position of a run that has read nothing (lm_jax/data/checkpointing.py's form)."""
 
   def get_state(self) -> dict:
@@ -32,26 +33,25 @@ class _StartOfData:
 
 
 def import_config(hf_dir: str, run_dir: str, config: ml_collections.ConfigDict | None = None):
-  """(lm_jax config, family, tokenizer or None) for importing `hf_dir` into `run_dir`."""
+  """(lm_jax config, family, (tokenizer, its file) or (None, None)) for importing `hf_dir`."""
   hf_cfg = hf_config.read_hf_config(hf_dir)
   family = hf_config.family_for(hf_cfg.get('model_type'))
   keys = family.hf.config_from_hf(hf_cfg)
-  tokenizer = hf_tokenizer.hf_tokenizer(hf_dir)
+  source = hf_tokenizer.tokenizer_file(hf_dir)
+  tokenizer = hf_tokenizer.load(source) if source else None
   if tokenizer is not None:
-    keys.update({'data.tokenizer': 'bpe', 'data.bpe_vocab_size': tokenizer.vocab_size})
+    keys.update({'data.tokenizer': 'pretrained',
+                 'data.tokenizer_path': hf_tokenizer.run_copy(run_dir, source)})
   config = hf_config.apply_keys(keys, copy.deepcopy(config),
                                 os.path.join(hf_dir, hf_config.CONFIG_JSON))
   config.logging.run_dir = run_dir
   if not config.model.vocab_size:
     raise ConfigError(f'{hf_dir}/config.json gives no vocabulary size for the model')
   if tokenizer is not None:
-    hf_tokenizer.check_vocab(tokenizer.vocab_size, config.model.vocab_size,
-                             os.path.join(hf_dir, 'tokenizer.json'))
-  elif config.data.tokenizer == 'byte' and config.model.vocab_size < ByteTokenizer.vocab_size:
-    logging.warning('%s has no tokenizer.json and its vocabulary (%d) is smaller than the byte '
-                    'tokenizer\'s: train or eval the run with a --config naming its tokenizer',
-                    hf_dir, config.model.vocab_size)
-  return config, family, tokenizer
+    roles = task_of(config).special_tokens(config.data)  # e.g. the document separator
+    hf_tokenizer.check_vocab(special_tokens.model_vocab_size(tokenizer, roles),
+                             config.model.vocab_size, source)
+  return config, family, (tokenizer, source)
 
 
 def read_params(built, hf_dir: str) -> dict:
@@ -81,7 +81,7 @@ def import_hf(hf_dir: str, run_dir: str, config: ml_collections.ConfigDict | Non
   if has_checkpoint(run_dir):
     raise ConfigError(f'--to {run_dir}: already holds checkpoints; import into a new run '
                       'directory')
-  config, family, tokenizer = import_config(hf_dir, run_dir, config)
+  config, family, (tokenizer, source) = import_config(hf_dir, run_dir, config)
   built = build(config, config.model.vocab_size, devices=devices)
   params = read_params(built, hf_dir)
   state = placement.fresh_state(built, params)
@@ -89,10 +89,10 @@ def import_hf(hf_dir: str, run_dir: str, config: ml_collections.ConfigDict | Non
   ckpt_cfg = ml_collections.ConfigDict(config.checkpoint.to_dict())
   ckpt_cfg.async_save = False
   ckpt = Checkpointer(run_dir, ckpt_cfg)
-  ckpt.save(state, _StartOfData(), config, force=True)
+  ckpt.save(state, StartOfData(), config, force=True)
   ckpt.close()
   if tokenizer is not None and jax.process_index() == 0:
-    hf_tokenizer.save_with_run(tokenizer, hf_dir, run_dir)
+    hf_tokenizer.save_with_run(tokenizer, source, run_dir)
   config_file = (hf_config.write_run_config(config, run_dir, hf_dir)
                  if jax.process_index() == 0 else None)
   logging.info('imported %s (%s) into %s', hf_dir, family.name, run_dir)

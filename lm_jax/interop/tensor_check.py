@@ -29,7 +29,8 @@ def _listed(names) -> str:
   return ', '.join(names[:_LIST_AT_MOST]) + (f' (and {more} more)' if more > 0 else '')
 
 
-def check_tensors(mapping, model_cfg, present: Mapping[str, tuple], expected_hf: Mapping[str, tuple],
+def check_tensors(mapping, model_cfg, present: Mapping[str, tuple],
+                  expected_hf: Mapping[str, tuple],
                   expected_leaves: Mapping[tuple, tuple], where: str) -> None:
   """Raises one ConfigError listing every missing / unexpected tensor and shape mismatch.
 

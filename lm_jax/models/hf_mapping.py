@@ -43,4 +43,6 @@ class HFMapping:
   # (HF tensor name, array) for safetensors.
   params_to_hf: Callable[[Mapping, Any], Iterator[tuple[str, np.ndarray]]]
   # HF names that may be absent or that HF computes itself (e.g. GPT-2's attn.bias buffers).
+  # The converter (lm_jax/interop/tensor_check.py) matches each entry against a name
+  # exactly, as a dotted suffix ('attn.bias' matches 'transformer.h.0.attn.bias') or as a glob.
   ignored_hf_names: tuple[str, ...] = ()
