@@ -51,7 +51,7 @@ class Chunk:
 @dataclasses.dataclass
 class ChunkStats:
   documents: int = 0
-  text_bytes: int = 0
+  text_chars: int = 0
   utf8_replaced: int = 0
   utf8_skipped: int = 0
   empty_skipped: int = 0
@@ -296,5 +296,5 @@ def read_chunk(chunk: Chunk, text_field: str = 'text', utf8_errors: str = 'repla
       stats.empty_skipped += 1
       continue
     stats.documents += 1
-    stats.text_bytes += len(doc.encode('utf-8', errors='surrogatepass'))
+    stats.text_chars += len(doc)
     yield doc
