@@ -18,6 +18,7 @@ from lm_jax.config.validate import resolve_mesh_shape, validate
 from lm_jax.data.tasks import Task, get_task
 from lm_jax.models.registry import Family, ModelFns, get_family, model_fns
 from lm_jax.objectives import Objective, make_objective
+from lm_jax.objectives.teacher import Teacher
 from lm_jax.parallel.mesh import batch_sharding, make_mesh, replicated
 from lm_jax.parallel.rules import rules_for_mesh
 from lm_jax.train.optimizer import make_optimizer
@@ -43,6 +44,7 @@ class Built:
   state_shardings: Any
   batch_sharding: NamedSharding
   batch_spec: dict           # key -> (shape, dtype) of one global batch
+  teacher: Teacher | None = None  # objective.teacher_run's model (params restored by build_run)
 
   @property
   def replicated(self) -> NamedSharding:
@@ -97,6 +99,10 @@ def build(config: ml_collections.ConfigDict, vocab_size: int, devices=None,
   module, model_cfg = family.build(config.model, vocab_size, config.mesh)
   fns = model_fns(family, module)
   objective = make_objective(config, model_cfg)
+  teacher = None
+  if config.objective.teacher_run:
+    from lm_jax.teacher import build_teacher  # pylint: disable=g-import-not-at-top
+    teacher = build_teacher(config, model_cfg, task, (mesh_shape, mesh, rules))
   tx, schedule = make_optimizer(config.optimizer, config.train.steps)
   spec = task.batch_spec(config.train.global_batch_size, config.data.seq_len, config.data)
   example = {k: np.zeros(shape, dtype) for k, (shape, dtype) in spec.items()}
@@ -104,4 +110,4 @@ def build(config: ml_collections.ConfigDict, vocab_size: int, devices=None,
   return Built(config=config, mesh=mesh, mesh_shape=mesh_shape, rules=rules, family=family,
                task=task, module=module, model_cfg=model_cfg, fns=fns, objective=objective,
                tx=tx, schedule=schedule, state_shardings=shardings,
-               batch_sharding=batch_sharding(mesh, rules), batch_spec=spec)
+               batch_sharding=batch_sharding(mesh, rules), batch_spec=spec, teacher=teacher)

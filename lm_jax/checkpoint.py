@@ -64,14 +64,15 @@ class Checkpointer:
   """Saves and restores one run's checkpoints (all processes call every method)."""
 
   def __init__(self, run_dir: str, ckpt_cfg: ml_collections.ConfigDict,
-               data_fingerprint: dict | None = None):
+               data_fingerprint: dict | None = None, read_only: bool = False):
+    """`read_only`: another run's checkpoints (a teacher's), never written or pruned."""
     self.directory = os.path.join(os.path.abspath(run_dir), 'checkpoints')
     self.data_fingerprint = data_fingerprint  # saved with every checkpoint, if given
     self._best = _KeepStep()
     keep = ocp.checkpoint_managers.AnyPreservationPolicy(
         [ocp.checkpoint_managers.LatestN(n=ckpt_cfg.keep), self._best])
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=keep, create=True,
+        preservation_policy=keep, create=not read_only, read_only=read_only,
         enable_async_checkpointing=ckpt_cfg.async_save)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
@@ -114,6 +115,16 @@ class Checkpointer:
           train_iter, data_ckpt.legacy_iterator_state(iter_dir) if legacy
           else restored['data_iter'])
     return abstract_state.from_tree(restored['state'])
+
+  def restore_params(self, abstract_params, step: int):
+    """Only the params of `step`'s state, onto the shardings in `abstract_params`."""
+    path = os.path.join(self.directory, str(step), 'state')
+    restore_args = jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding),
+                                abstract_params)
+    restored = ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(
+        {'params': abstract_params}, restore_args={'params': restore_args},
+        partial_restore=True))
+    return restored['params']
 
   def saved_config(self, step: int | None = None) -> dict[str, Any]:
     step = self.latest_step() if step is None else step

@@ -135,6 +135,22 @@ def _ocdbt_short_file(db_dir: str) -> tuple[str, str] | None:
   return walk(root) if root else None
 
 
+def _short_array_file(step_dir: str) -> tuple[str, str] | None:
+  """The first array file of any OCDBT item of `step_dir` that is missing or cut short."""
+  if not os.path.isdir(step_dir):
+    return None
+  for item in sorted(os.listdir(step_dir)):
+    db_dir = os.path.join(step_dir, item)
+    if os.path.isfile(os.path.join(db_dir, 'manifest.ocdbt')):
+      try:
+        short = _ocdbt_short_file(db_dir)
+      except Exception:  # pylint: disable=broad-except  (the restore then classifies it)
+        short = None
+      if short:
+        return short
+  return None
+
+
 def find_damage(step_dir: str, error: BaseException) -> tuple[str, str] | None:
   """(file, reason) when `error`, raised reading `step_dir`, comes from a
   damaged file of it; None when it does not."""
@@ -186,9 +202,10 @@ def _sync(name: str):
 def read_step(ckpt: Checkpointer, step: int, read: Callable[[int], T]) -> T:
   """read(step), raising DamagedCheckpoint when it fails on a damaged file."""
   step_dir = os.path.join(ckpt.directory, str(step))
-  # JSON first: Orbax meeting one mid-restore leaves TensorStore reads
-  # calling into a closed event loop, which prints tracebacks.
-  damage = _unparsable_json(step_dir)
+  # Damage found before the restore, not during it: Orbax failing mid-restore
+  # leaves TensorStore reads calling into a closed event loop, which prints
+  # tracebacks on stderr (a JSON file that does not parse, an array file cut short).
+  damage = _unparsable_json(step_dir) or _short_array_file(step_dir)
   if damage:
     raise DamagedCheckpoint(step, *damage)
   try:

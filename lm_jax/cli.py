@@ -1,8 +1,9 @@
-"""`lm-jax` command line: train | eval | plan | sweep.
+"""`lm-jax` command line: train | eval | plan | sweep | convert.
 
   lm-jax train --config configs/quickstart.py [--config.train.steps=100 ...]
   lm-jax eval  --config configs/quickstart.py [--step N|best] [--split val|test]
   lm-jax sweep experiments/sweeps/quickstart_lr_width.py [--parallel N | --dry-run | ...]
+  lm-jax convert --from-hf HF_DIR --to RUN_DIR | --to-hf OUT_DIR --run RUN_DIR [--step N]
 
 User mistakes (config, data paths, incompatible checkpoints) print one
 message and exit 2; a diverged run exits 1 and keeps its last good checkpoint.
@@ -19,9 +20,10 @@ import sys
 from lm_jax import distributed
 from lm_jax.config.loader import ConfigError, exit_on_config_error, parse_cli_config
 
-COMMANDS = ('train', 'eval', 'plan', 'sweep', 'prepare')
+COMMANDS = ('train', 'eval', 'plan', 'sweep', 'convert', 'prepare')
 USAGE = '''usage: lm-jax {train,eval,plan,prepare} --config CONFIG.py[:arg] [--config.a.b=value ...]
        lm-jax sweep SWEEP.py [--parallel N] [--dry-run | --emit tpu|slurm | --collect]
+       lm-jax convert --from-hf HF_DIR --to RUN_DIR [--config F] | --to-hf OUT_DIR --run RUN_DIR
 
   train   train (or resume, if the run directory has checkpoints)
   eval    evaluate a checkpoint ([--step N|best], default latest) on the validation split,
@@ -29,7 +31,8 @@ USAGE = '''usage: lm-jax {train,eval,plan,prepare} --config CONFIG.py[:arg] [--c
   plan    choose mesh, remat and microbatches for --devices N --device KIND (no data needed)
   prepare tokenize the corpus into the token files train uses (docs/data.md); train runs it
           itself when they are missing
-  sweep   run a sweep file's runs (N at a time), list them, emit launches, or collect results'''
+  sweep   run a sweep file's runs (N at a time), list them, emit launches, or collect results
+  convert import a Hugging Face model directory as a run, or export a run's checkpoint to one'''
 
 
 def _setup_logging():
@@ -104,13 +107,20 @@ def _plan(config, rest):
 @exit_on_config_error
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
-  if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
+  if not argv or argv[0] in ('-h', '--help'):
     print(USAGE, file=sys.stderr)
-    sys.exit(0 if argv and argv[0] in ('-h', '--help') else 2)
+    sys.exit(0 if argv else 2)
+  if argv[0] not in COMMANDS:
+    raise ConfigError(f'unknown command {argv[0]!r}; choose one of {", ".join(COMMANDS)}\n{USAGE}')
   command, rest = argv[0], argv[1:]
   if command == 'sweep':  # takes a sweep file, not --config
     from lm_jax.sweep.command import sweep_command
     sys.exit(sweep_command(rest))
+  if command == 'convert':  # --config is optional
+    _setup_logging()
+    from lm_jax.interop.command import main as convert_main
+    convert_main(rest)
+    return
   config, rest = parse_cli_config(rest)
   _setup_logging()
   {'train': _train, 'eval': _eval, 'plan': _plan, 'prepare': _prepare}[command](config, rest)

@@ -7,6 +7,7 @@ them); this module does not import lm_jax.train, nor the reverse.
 
 import functools
 import math
+import os
 
 import flax.linen as nn
 import jax
@@ -14,21 +15,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from lm_jax.objectives import Objective, mean_metrics
+from lm_jax.objectives.teacher import Teacher
 
 SPLITS = ('val', 'test')  # val drives decisions during training; test reports the result
 
 
-def eval_step(params, batch, *, apply_fn, objective: Objective):
+def eval_step(params, batch, teacher_params=None, *, apply_fn, objective: Objective,
+              teacher: Teacher | None = None):
   """The objective's evaluation sums on one batch (deterministic)."""
+  if teacher is not None:
+    batch = teacher.add_soft_targets(teacher_params, batch)
   outputs = apply_fn({'params': params}, batch, deterministic=True)
   _, metric_sums, weight_sum = objective.evaluate(outputs, batch)
   return metric_sums, weight_sum
 
 
 def jit_eval_step(built):
-  """eval_step under jax.jit with the params' and the batch's shardings."""
-  step = functools.partial(eval_step, apply_fn=built.fns.apply, objective=built.objective)
-  return jax.jit(step, in_shardings=(built.state_shardings.params, built.batch_sharding),
+  """eval_step under jax.jit with the params' and the batch's shardings; with a
+  teacher, it takes (params, batch, teacher params)."""
+  step = functools.partial(eval_step, apply_fn=built.fns.apply, objective=built.objective,
+                           teacher=built.teacher)
+  teacher_shardings = () if built.teacher is None else (built.teacher.param_shardings,)
+  return jax.jit(step, in_shardings=(built.state_shardings.params, built.batch_sharding)
+                 + teacher_shardings,
                  out_shardings=built.replicated)
 
 
@@ -59,7 +68,7 @@ def make_evaluator(run, split: str = 'val'):
     totals, weight = None, 0.0
     with jax.set_mesh(built.mesh), nn.logical_axis_rules(built.rules):
       for batch in batches:
-        sums, w = jax.device_get(step(state.params, batch))
+        sums, w = jax.device_get(step(state.params, batch, *run.teacher_args))
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
         weight += float(w)
     return eval_metrics(jax.tree.map(float, totals), weight, byte_sum)
@@ -81,7 +90,8 @@ def evaluate_checkpoint(config, step: int | str | None = None,
   """Restores a run's checkpoint (the newest intact one, `step`, or 'best': the best
   evaluation the run recorded) and evaluates it on `split`."""
   # pylint: disable=g-import-not-at-top
-  from lm_jax.checkpoint import Checkpointer, check_data_resumable, check_resumable
+  from lm_jax.checkpoint import (Checkpointer, check_data_resumable, check_resumable,
+                                 has_checkpoint)
   from lm_jax import checkpoint_recovery as recovery
   from lm_jax.config.loader import ConfigError
   from lm_jax.run import build_run
@@ -90,11 +100,13 @@ def evaluate_checkpoint(config, step: int | str | None = None,
   if config.data[f'{split}_fraction'] == 0:
     raise ConfigError(f'--split {split}: config.data.{split}_fraction=0, so the run has no '
                       f'{split} split; evaluate another split or set data.{split}_fraction')
+  # Before build_run, which would write a tokenizer into the run directory.
+  if not has_checkpoint(config.logging.run_dir):
+    raise ConfigError(
+        f'no checkpoint to evaluate in {os.path.join(config.logging.run_dir, "checkpoints")} '
+        f'(config.logging.run_dir={config.logging.run_dir!r})')
   run = build_run(config)
   ckpt = Checkpointer(config.logging.run_dir, config.checkpoint)
-  if not ckpt.all_steps():
-    raise ConfigError(f'no checkpoint to evaluate in {ckpt.directory} '
-                      f'(config.logging.run_dir={config.logging.run_dir!r})')
 
   def read(s):
     saved_config = ckpt.saved_config(s)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+from typing import Any
 
 import jax
 import ml_collections
@@ -22,6 +23,12 @@ class Run:
   built: Built
   data: Data
   local_rows: np.ndarray  # the global rows of each batch this process loads, sorted
+  teacher_params: Any = None  # the teacher's params (built.teacher), sharded; never trained
+
+  @property
+  def teacher_args(self) -> tuple:
+    """What the train and eval steps take after the batch: the teacher's params, if any."""
+    return () if self.built.teacher is None else (self.teacher_params,)
 
   @property
   def config(self) -> ml_collections.ConfigDict:
@@ -43,6 +50,9 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
   # batch dim is replicated across processes (tensor/sequence/stage spanning hosts).
   _, device_mesh, rules = mesh
   rows = local_rows(batch_sharding(device_mesh, rules), (config.train.global_batch_size,))
+  if config.objective.teacher_run:
+    from lm_jax.teacher import check_teacher_run  # pylint: disable=g-import-not-at-top
+    check_teacher_run(config)
   try:
     data = build_data(config.data,
                       global_batch_size=config.train.global_batch_size,
@@ -58,4 +68,8 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
   built = build(config, data.vocab_size, mesh=mesh)
   logging.info('mesh %s, rules %s, family %s, task %s', built.mesh_shape,
                config.mesh.rules, built.family.name, built.task.name)
-  return Run(built=built, data=data, local_rows=rows)
+  teacher_params = None
+  if built.teacher is not None:
+    from lm_jax.teacher import restore_teacher  # pylint: disable=g-import-not-at-top
+    teacher_params = restore_teacher(built.teacher, data.tokenizer.identity(), config)
+  return Run(built=built, data=data, local_rows=rows, teacher_params=teacher_params)

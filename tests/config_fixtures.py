@@ -12,6 +12,14 @@ DEVICE_COUNTS = {
     'shakespeare_char.py': (1, 2, 4),
     'gpt2_small.py': (1, 2, 8),
     'llama_1b.py': (1, 2, 4, 8),
+    'bert_base.py': (1, 2, 8),
+    'bert_tiny.py': (1, 2),
+    't5_small.py': (1, 2, 8),
+    't5_tiny.py': (1, 2),
+    'lstm_tiny.py': (1, 2),
+    'gru_tiny.py': (1, 2),
+    'rnn_tiny.py': (1, 2),
+    'gated_cnn_tiny.py': (1, 2),
 }
 
 

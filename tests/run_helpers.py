@@ -60,3 +60,20 @@ def assert_same_tree(a, b):
   for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
                                   err_msg=jax.tree_util.keystr(path))
+
+
+def tree_digest(root):
+  """sha256 over every file's relative path and bytes under `root` ('' if it does not exist)."""
+  import hashlib
+  if not os.path.exists(root):
+    return ''
+  h = hashlib.sha256()
+  for folder, dirs, files in sorted(os.walk(root)):
+    dirs.sort()
+    h.update(os.path.relpath(folder, root).encode() + b'/')
+    for name in sorted(files):
+      path = os.path.join(folder, name)
+      h.update(os.path.relpath(path, root).encode())
+      with open(path, 'rb') as f:
+        h.update(f.read())
+  return h.hexdigest()

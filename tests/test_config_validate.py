@@ -59,7 +59,7 @@ def test_base_config_validates():
 
 
 CHOICE_CASES = [
-    ('model.family', 'encoder'), ('model.position', 'alibi'), ('model.norm', 'batchnorm'),
+    ('model.family', 'hyena'), ('model.position', 'alibi'), ('model.norm', 'batchnorm'),
     ('model.mlp', 'relu'), ('model.attention', 'flash'), ('model.remat', 'some'),
     ('model.param_dtype', 'float16'), ('model.dtype', 'fp32'), ('data.tokenizer', 'word'),
     ('optimizer.schedule', 'step'), ('optimizer.name', 'sgd'), ('mesh.rules', 'zero3'),

@@ -2,11 +2,14 @@
 
 import math
 
+import jax
+import numpy as np
 import pytest
 
 from lm_jax.config import ConfigError, base_config, validate
 from lm_jax.config.validate import CHOICES
 from lm_jax.evaluate import eval_metrics
+from lm_jax.objectives.cross_entropy import CrossEntropy
 from lm_jax.train.early_stopping import MetricWatch
 
 
@@ -69,8 +72,18 @@ def test_a_saved_state_of_another_metric_starts_afresh():
   assert other.best_step is None and other.stale_evals == 0
 
 
-def test_metric_choices_are_the_metrics_evaluation_returns():
-  assert set(CHOICES['train.early_stop_metric']) == set(eval_metrics(1.0, 1.0, 1.0))
+def test_metric_choices_are_metrics_evaluation_returns():
+  # A real evaluation of the default objective on a small batch: every
+  # early-stopping choice must be among the names it reports.
+  objective = CrossEntropy(vocab_size=5)
+  logits = np.random.default_rng(0).normal(size=(2, 3, 5)).astype(np.float32)
+  batch = {'targets': np.array([[0, 1, 2], [3, 4, 0]], np.int32),
+           'weights': np.ones((2, 3), np.float32)}
+  _, sums, weight = objective.evaluate({'logits': logits}, batch)
+  metrics = eval_metrics(jax.tree.map(float, sums), float(weight), byte_sum=6)
+  assert set(CHOICES['train.early_stop_metric']) <= set(metrics)
+  # Lower is better for every choice (the watch minimises): accuracy is not one.
+  assert 'accuracy' in metrics and 'accuracy' not in CHOICES['train.early_stop_metric']
 
 
 @pytest.mark.parametrize('overrides, message', [

@@ -46,6 +46,8 @@ def main(argv=None) -> int:
   source = p.add_mutually_exclusive_group(required=True)
   source.add_argument('--synthetic', choices=sorted(PUBLISHED), help='published law to sample')
   source.add_argument('--ladder', metavar='ROOT', help='root of the scaling_ladder sweep')
+  p.add_argument('--budgets', default=None,
+                 help='ladder: comma-separated budgets that were run (default: all of ladder.py)')
   p.add_argument('--noise', type=float, default=0.002, help='synthetic: std of log-loss noise')
   p.add_argument('--seed', type=int, default=0, help='synthetic: noise seed')
   p.add_argument('--hoffmann-grid', action='store_true',
@@ -57,7 +59,9 @@ def main(argv=None) -> int:
   if truth is not None:
     points = synthetic_points(truth, args.noise, args.seed)
   else:
-    points, missing = ladder_points(args.ladder)
+    budgets = {} if args.budgets is None else {
+        'budgets': tuple(float(b) for b in args.budgets.split(','))}
+    points, missing = ladder_points(args.ladder, **budgets)
     if missing:
       print(f'{len(missing)} ladder runs have no eval/loss yet: {", ".join(missing)}')
   fit2 = fit_approach2(points)

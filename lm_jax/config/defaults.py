@@ -13,7 +13,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   c.model = ml_collections.ConfigDict(dict(
-      family='decoder',        # a family of lm_jax/models/registry.py: decoder (GPT/Llama)
+      family='decoder',        # a family of lm_jax/models/registry.py: decoder (GPT/Llama) | encoder (BERT) | encdec (T5)
       vocab_size=0,            # 0: taken from the tokenizer (else at least its vocabulary)
       vocab_multiple=64,       # the embedding is padded up to a multiple of this
       num_layers=4,
@@ -43,7 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
       source='stdlib',         # stdlib (this Python's own library sources) | a file, glob or directory
       file_glob='*.py',        # files taken from a directory source
       max_bytes=8_000_000,     # read at most this many bytes of text (0: no limit)
-      task='',                 # batch maker (lm_jax/data/tasks): '' = the family's default; lm
+      task='',                 # batch maker (lm_jax/data/tasks): '' = the family's default; lm | mlm | span_corruption | seq2seq
       tokenizer='byte',        # byte | char | bpe
       bpe_vocab_size=4096,
       seq_len=128,
@@ -52,6 +52,15 @@ def base_config() -> ml_collections.ConfigDict:
       seed=0,
       cache_dir='',            # '': <run_dir>/../.cache/tokens; tokenized corpora are memory-mapped from here
       prefetch=2,              # batches prefetched by a background thread (0: off)
+      mlm_probability=0.15,    # mlm task: fraction of text tokens selected (80% [MASK], 10% random, 10% kept)
+      nsp=False,               # mlm task: sentence pairs with next-sentence labels (50% true continuation)
+      # Encoder-decoder tasks (docs/families_encdec.md): span_corruption's noise, seq2seq's pairs.
+      noise_density=0.15,      # span_corruption: share of each window's tokens that are noise
+      mean_noise_span_length=3.0,  # span_corruption: mean length of a noise span
+      seq2seq_path='',         # seq2seq: JSONL file of {input_field: str, target_field: str} lines
+      seq2seq_input_field='input',
+      seq2seq_target_field='target',
+      target_len=0,            # seq2seq: decoder length (0: data.seq_len); span_corruption derives it
       # Documents at scale (docs/data.md): sources, separators, masks, preparation.
       format='auto',           # auto (by file name) | text | jsonl (.gz, .zst) | parquet | hf (save_to_disk dir)
       text_field='text',       # the JSONL field / Parquet or HF column holding a document's text
@@ -103,9 +112,14 @@ def base_config() -> ml_collections.ConfigDict:
   ))
 
   c.objective = ml_collections.ConfigDict(dict(
-      name='cross_entropy',    # lm_jax/objectives/registry.py: cross_entropy
+      name='cross_entropy',    # lm_jax/objectives/registry.py: cross_entropy | mlm (+ NSP) | distill (docs/objectives.md)
       label_smoothing=0.0,     # eps: target (1 - eps) onehot + eps / V; trained as KL to it
       z_loss=0.0,              # coefficient of the log(Z)^2 auxiliary loss (PaLM)
+      # distill: kl_weight * T^2 KL(teacher_T || student_T) + (1 - kl_weight) * hard loss
+      temperature=1.0,         # distill: T, softens teacher and student logits
+      kl_weight=0.5,           # distill: weight of the soft (KL) term, in [0, 1]
+      teacher_run='',          # distill: run directory of the teacher (same vocabulary)
+      teacher_step=0,          # distill: the teacher's checkpoint step (0: its newest)
   ))
 
   c.mesh = ml_collections.ConfigDict(dict(
@@ -164,11 +178,14 @@ def shrink_to_runlocal(c: ml_collections.ConfigDict, name: str) -> None:
   """Shrinks a config in place to a seconds-long CPU smoke run (`config.py:runlocal`).
 
   Keeps the config's model family, position, norm and MLP choices; only sizes,
-  step counts and the run directory change.
+  step counts and the run directory change (of the model sizes, those the family reads).
   """
+  from lm_jax.models.registry import get_family  # pylint: disable=g-import-not-at-top
   c.data.max_bytes = 200_000
   c.data.seq_len = 32
-  c.model.update(num_layers=2, d_model=32, num_heads=2, max_len=32)
+  reads = get_family(c.model.family).shared_keys
+  c.model.update({k: v for k, v in dict(num_layers=2, d_model=32, num_heads=2, max_len=32).items()
+                  if k in reads})
   c.train.update(global_batch_size=4, microbatches=1, steps=5, eval_every=5,
                  eval_batches=1, log_every=1)
   c.optimizer.warmup_steps = 1

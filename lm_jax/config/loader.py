@@ -25,6 +25,7 @@ import sys
 import ml_collections
 
 from lm_jax.errors import ConfigError  # re-exported: the config layer's error
+from lm_jax.errors import user_code_error
 
 _PREFIX = 'config.'
 _TRUE = ('true', '1', 'yes', 'y', 'on')
@@ -95,25 +96,26 @@ def load_config(path: str) -> ml_collections.ConfigDict:
   except SyntaxError as e:
     sys.modules.pop(module_name, None)
     raise ConfigError(f'syntax error in config file {file!r}, line {e.lineno}: {e.msg}') from e
-  except BaseException:
+  except Exception as e:  # the file's own code failed: say where, no traceback
     sys.modules.pop(module_name, None)
-    raise
+    raise user_code_error('config file', file, e) from e
 
   get_config = getattr(module, 'get_config', None)
   if not callable(get_config):
     raise ConfigError(
         f'config file {file!r} has no get_config() function; a config file defines '
         '`def get_config(arg=None) -> ml_collections.ConfigDict`')
-  if arg is None:
-    config = get_config()
-  else:
+  if arg is not None:
     try:
       inspect.signature(get_config).bind(arg)
     except TypeError:
       raise ConfigError(
           f'config file {file!r}: get_config() takes no argument, but {path!r} passes '
           f'{arg!r}; drop the ":{arg}"') from None
-    config = get_config(arg)
+  try:
+    config = get_config() if arg is None else get_config(arg)
+  except Exception as e:
+    raise user_code_error('config file', file, e) from e
 
   if isinstance(config, ml_collections.FrozenConfigDict):
     config = ml_collections.ConfigDict(config)

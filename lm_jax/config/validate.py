@@ -46,6 +46,8 @@ NON_NEGATIVE_INTS = (
     'model.vocab_size', 'model.num_kv_heads', 'model.head_dim', 'model.mlp_dim',
     'data.max_bytes', 'data.prefetch', 'optimizer.warmup_steps', 'optimizer.decay_steps',
     'train.eval_every', 'checkpoint.every', 'train.early_stop_patience',
+    'data.target_len',
+    'objective.teacher_step',
 )
 
 # key -> (low, high, low_inclusive, high_inclusive); None = unbounded.
@@ -56,6 +58,9 @@ FLOAT_RANGES = {
     'model.init_std': (0.0, None, False, None),
     'data.val_fraction': (0.0, 1.0, True, False),
     'data.test_fraction': (0.0, 1.0, True, False),
+    'data.mlm_probability': (0.0, 1.0, False, True),
+    'data.noise_density': (0.0, 1.0, False, False),
+    'data.mean_noise_span_length': (1.0, None, True, None),
     'optimizer.lr': (0.0, None, False, None),
     'optimizer.min_lr_ratio': (0.0, 1.0, True, True),
     'optimizer.b1': (0.0, 1.0, True, False),
@@ -67,6 +72,8 @@ FLOAT_RANGES = {
     'optimizer.grad_clip': (0.0, None, True, None),
     'objective.z_loss': (0.0, None, True, None),
     'objective.label_smoothing': (0.0, 1.0, True, False),
+    'objective.temperature': (0.0, None, False, None),
+    'objective.kl_weight': (0.0, 1.0, True, True),
     'train.early_stop_min_delta': (0.0, None, True, None),
     'logging.peak_flops_per_device': (0.0, None, True, None),
 }
@@ -186,6 +193,8 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
           "W&B logging needs the wandb package: pip install -e '.[wandb]' (or set it to '')")
 
   family = _check_family(config)
+  from lm_jax.objectives.registry import validate_objective  # pylint: disable=g-import-not-at-top
+  validate_objective(config.objective, defaults.base_config().objective)
   if d.tokenizer == 'bpe' and m.vocab_size and m.vocab_size < d.bpe_vocab_size:
     _fail('model.vocab_size', m.vocab_size,
           f'smaller than the tokenizer\'s config.data.bpe_vocab_size={d.bpe_vocab_size}; '
@@ -243,6 +252,9 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
           f'config.model.family={family.name!r} cannot split its layers into pipeline '
           'stages; use mesh.stage=1')
   family.validate(config, shape)
+  if d.tokenizer == 'byte':  # its size is fixed: refuse before any data is written
+    from lm_jax.data.tokenizers import ByteTokenizer  # pylint: disable=g-import-not-at-top
+    check_vocab_size(m, 'byte', ByteTokenizer.vocab_size)
 
 
 def _check_family(config):

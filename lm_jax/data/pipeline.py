@@ -54,6 +54,10 @@ class BatchMaker:
   def __call__(self, windows_BxW: np.ndarray, row_ids_B: np.ndarray) -> Batch:
     return self.task.make_batch(windows_BxW, row_ids_B, self.ctx)
 
+  def over(self, windows: 'Windows') -> 'BatchMaker':
+    """This maker with the split's windows in its context (tasks that read other rows)."""
+    return dataclasses.replace(self, ctx=dataclasses.replace(self.ctx, windows=windows))
+
 
 def next_token_maker() -> BatchMaker:
   """The `lm` task with no special tokens (the default of the functions below)."""
@@ -77,6 +81,31 @@ class Windows:
     start = int(index) * self.window
     # Copies out of the memmap (and widens uint16 -> int32) one window at a time.
     return np.asarray(self.tokens_T[start:start + self.window], dtype=np.int32)
+
+
+class ExampleRows:
+  """A task's [N, W] example rows (e.g. seq2seq pairs), read like the windows of a stream."""
+
+  def __init__(self, rows_NxW: np.ndarray):
+    self.rows_NxW = rows_NxW
+    self.window = rows_NxW.shape[1]
+    self.num_windows = len(rows_NxW)
+
+  def __len__(self) -> int:
+    return self.num_windows
+
+  def __getitem__(self, index: int) -> np.ndarray:
+    return np.asarray(self.rows_NxW[int(index)], dtype=np.int32)
+
+
+def windows_of(source: np.ndarray, window_len: int):
+  """The windows of a 1-D token stream, or a task's 2-D example rows as they are."""
+  return ExampleRows(source) if getattr(source, 'ndim', 1) == 2 else Windows(source, window_len)
+
+
+def _num_tokens(source: np.ndarray) -> int:
+  """Tokens of a stream, or the real ids (>= 0) of example rows."""
+  return int(np.sum(source >= 0)) if getattr(source, 'ndim', 1) == 2 else len(source)
 
 
 def split_bounds(num_tokens: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
@@ -127,7 +156,8 @@ def train_dataset(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, se
   `make` (default: next-token windows)."""
   rows = _checked_rows(rows, global_batch_size)
   make = make or next_token_maker()
-  windows = Windows(tokens_T, make.window_len(seq_len))
+  windows = windows_of(tokens_T, make.window_len(seq_len))
+  make = make.over(windows)
   if len(windows) < global_batch_size:
     raise ValueError(
         f'train split has {len(windows)} windows of {windows.window} tokens '
@@ -162,7 +192,8 @@ def val_batches(tokens_T: np.ndarray, seq_len: int, global_batch_size: int, num_
   a held-out split, in order (made by `make`, default next-token windows)."""
   rows = _checked_rows(rows, global_batch_size)
   make = make or next_token_maker()
-  windows = Windows(tokens_T, make.window_len(seq_len))
+  windows = windows_of(tokens_T, make.window_len(seq_len))
+  make = make.over(windows)
   available = len(windows) // global_batch_size
   if available < 1:
     raise ValueError(
@@ -268,6 +299,9 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
   val_T, test_T = ((parts[0][i] if len(parts) == 1
                     else mixture.Interleaved([p[i] for p in parts], window)) for i in (1, 2))
   specials = special_tokens.special_ids(tokenizer, roles)
+  if task.examples is not None:  # the task's own rows (seq2seq pairs) replace the windows
+    train_T, val_T, test_T = (task.examples(data_cfg, tokenizer, specials, split)
+                              for split in ('train', 'val', 'test'))
   ctx = TaskContext(data_cfg=data_cfg, specials=specials,
                     text_vocab_size=tokenizer.vocab_size, seed=data_cfg.seed)
   make = BatchMaker(task, ctx)
@@ -285,9 +319,9 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
   for split in ('val', 'test'):
     if data_cfg[f'{split}_fraction'] > 0:
       held_out[split](0)  # fail now, not at the first eval, if it holds less than one batch
+  counts = [_num_tokens(t) for t in (train_T, val_T, test_T)]
   logging.info('data: %d files, %d tokens (train %d, val %d, test %d), vocab %d (%s)',
-               len(files), len(train_T) + len(val_T) + len(test_T), len(train_T), len(val_T),
-               len(test_T), tokenizer.vocab_size, tokenizer.kind)
+               len(files), sum(counts), *counts, tokenizer.vocab_size, tokenizer.kind)
   data_fp = fingerprint.data_fingerprint(data_cfg, global_batch_size, tokenizer.identity(),
                                          corpus_fp, task)
   if documents_mode:  # absent from older fingerprints, which compare only their own keys
@@ -300,9 +334,9 @@ def build_data(data_cfg: Any, *, global_batch_size: int, run_dir: str, task: Tas
       train_iter=train_iterator(dataset, data_cfg.prefetch),
       val_batches=held_out['val'],
       test_batches=held_out['test'],
-      train_tokens=len(train_T),
-      val_tokens=len(val_T),
-      test_tokens=len(test_T),
+      train_tokens=counts[0],
+      val_tokens=counts[1],
+      test_tokens=counts[2],
       fingerprint=data_fp,
       tokens_path=tokens_path,
   )

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lm_jax.models.kv_cache import cached_keys_values
 from lm_jax.models.layers import EinsumDense
 from lm_jax.models.masks import AttentionMask
 from lm_jax.models.positions import apply_rope
@@ -104,6 +105,8 @@ class Attention(nn.Module):
   `cfg` needs d_model, num_heads, num_kv_heads, head_dim, use_bias, init_std,
   dtype/param_dtype (jnp_dtype, jnp_param_dtype), dropout, attention,
   position and rope_theta. `scale` None means 1/sqrt(head_dim) (T5: 1.0).
+  A cfg with `decode=True` keeps self-attention keys/values in the `cache`
+  collection (lm_jax/models/kv_cache.py); the mask then covers the cache slots.
   """
   cfg: object
   out_std: float
@@ -135,6 +138,8 @@ class Attention(nn.Module):
     q_BxTxNxH = nn.with_logical_constraint(q_BxTxNxH, heads)
     k_BxSxKxH = nn.with_logical_constraint(k_BxSxKxH, kv_heads)
     v_BxSxKxH = nn.with_logical_constraint(v_BxSxKxH, kv_heads)
+    if getattr(cfg, 'decode', False) and self_attention:
+      k_BxSxKxH, v_BxSxKxH = cached_keys_values(self, k_BxSxKxH, v_BxSxKxH)
 
     out_BxTxNxH = attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask,
                          implementation=cfg.attention, bias_BxNxTxS=bias_BxNxTxS,

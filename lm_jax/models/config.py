@@ -39,6 +39,7 @@ class TransformerConfig:
   causal: bool = True
   num_stages: int = 1              # pipeline stages (mesh.stage); 1: no pipeline
   pipeline_microbatches: int = 1   # microbatches through the pipeline per call
+  decode: bool = False             # generation: KV cache (lm_jax/models/kv_cache.py)
 
   @property
   def jnp_dtype(self):

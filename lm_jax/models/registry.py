@@ -46,14 +46,19 @@ class Family:
   planner: bool = False   # lm-jax plan models its memory and step time
   pipeline: bool = False  # mesh.stage > 1 splits its layers into stages
   hf: Any = None          # lm_jax.models.hf_mapping.HFMapping, or None (no HF interop)
+  decoding: Any = None    # lm_jax.models.decoding.Decoding, or None (cannot generate)
 
 
 def _families() -> dict[str, Family]:
   from lm_jax.models.decoder.family import FAMILY as decoder  # pylint: disable=g-import-not-at-top
-  return {f.name: f for f in (decoder,)}
+  from lm_jax.models.encoder.family import FAMILY as encoder  # pylint: disable=g-import-not-at-top
+  from lm_jax.models.encdec.family import FAMILY as encdec  # pylint: disable=g-import-not-at-top
+  from lm_jax.models.rnn.family import FAMILY as rnn  # pylint: disable=g-import-not-at-top
+  from lm_jax.models.cnn.family import FAMILY as cnn  # pylint: disable=g-import-not-at-top
+  return {f.name: f for f in (decoder, encoder, encdec, rnn, cnn)}
 
 
-FAMILY_NAMES = ('decoder',)
+FAMILY_NAMES = ('decoder', 'encoder', 'encdec', 'rnn', 'cnn')
 
 
 def get_family(name: str) -> Family:

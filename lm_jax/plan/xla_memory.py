@@ -18,9 +18,11 @@ def compiled_train_step(config, vocab_size: int, devices=None):
   """The compiled (not run) train step of `config` on `devices` (default: all)."""
   built = build(config, vocab_size, devices)
   step = jit_train_step(built.objective, config.train.microbatches, built.schedule,
-                        built.state_shardings, built.batch_sharding, built.replicated)
+                        built.state_shardings, built.batch_sharding, built.replicated,
+                        teacher=built.teacher)
+  teacher = () if built.teacher is None else (built.teacher.abstract_params,)
   with jax.set_mesh(built.mesh), nn.logical_axis_rules(built.rules):
-    return step.lower(built.abstract_state(), built.abstract_batch()).compile()
+    return step.lower(built.abstract_state(), built.abstract_batch(), *teacher).compile()
 
 
 def xla_memory_bytes(config, vocab_size: int, devices=None) -> dict[str, int]:

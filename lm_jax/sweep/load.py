@@ -7,7 +7,7 @@ import os
 import sys
 
 from lm_jax.config.loader import apply_overrides, load_config
-from lm_jax.errors import ConfigError
+from lm_jax.errors import ConfigError, user_code_error
 from lm_jax.sweep.spec import Sweep, SweepRun
 
 
@@ -28,11 +28,17 @@ def load_sweep(path: str) -> Sweep:
   except SyntaxError as e:
     sys.modules.pop(module_name, None)
     raise ConfigError(f'syntax error in sweep file {path!r}, line {e.lineno}: {e.msg}') from e
+  except Exception as e:  # the file's own code failed: say where, no traceback
+    sys.modules.pop(module_name, None)
+    raise user_code_error('sweep file', path, e) from e
   get_sweep = getattr(module, 'get_sweep', None)
   if not callable(get_sweep):
     raise ConfigError(f'sweep file {path!r} has no get_sweep() function; a sweep file defines '
                       '`def get_sweep() -> lm_jax.sweep.Sweep`')
-  sweep = get_sweep()
+  try:
+    sweep = get_sweep()
+  except Exception as e:
+    raise user_code_error('sweep file', path, e) from e
   if not isinstance(sweep, Sweep):
     raise ConfigError(f'sweep file {path!r}: get_sweep() returned {type(sweep).__name__}, '
                       'expected an lm_jax.sweep.Sweep')

@@ -109,7 +109,7 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
 
   step_fn = jit_train_step(built.objective, cfg.train.microbatches, built.schedule,
                            built.state_shardings, built.batch_sharding, built.replicated,
-                           penalty_fn=weight_penalty(cfg.optimizer))
+                           penalty_fn=weight_penalty(cfg.optimizer), teacher=built.teacher)
   if not cfg.train.eval_every:
     evaluate = None
   # A resumed run drops what a crashed run logged after its checkpoint.
@@ -157,13 +157,13 @@ def train(run: Run, evaluate: Callable | None = None) -> dict[str, float]:
       batch = run.global_batch(next(run.data.train_iter))
       if step == start_step:
         compile_start = time.perf_counter()
-        state, metrics = step_fn(state, batch)
+        state, metrics = step_fn(state, batch, *run.teacher_args)
         jax.block_until_ready(metrics)
         writer.write(step + 1, {'compile_s': time.perf_counter() - compile_start},
                      prefix='perf')
         window_start, window_steps = time.perf_counter(), 0
       else:
-        state, metrics = step_fn(state, batch)
+        state, metrics = step_fn(state, batch, *run.teacher_args)
         window_steps += 1
       profiler.after_step(step + 1, metrics)
       done = step + 1

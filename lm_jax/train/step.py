@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from lm_jax.objectives import Objective, mean_metrics
+from lm_jax.objectives.teacher import Teacher
 from lm_jax.train.state import TrainState
 
 # penalty_fn(params) -> (penalty, its gradient): a term of the objective that
@@ -26,10 +27,12 @@ def split_microbatches(batch, num_micro: int):
 
 
 def _grads_and_sums(state: TrainState, params, batch, rng, objective: Objective,
-                    num_micro: int):
+                    num_micro: int, teacher: Teacher | None = None, teacher_params=None):
   """Sum of gradients and of the objective's sums over microbatches (scan, fp32)."""
 
   def objective_sum(p, micro, micro_rng):
+    if teacher is not None:  # per microbatch: the teacher's logits are never held whole
+      micro = teacher.add_soft_targets(teacher_params, micro)
     outputs = state.apply_fn({'params': p}, micro, deterministic=False,
                              rngs={'dropout': micro_rng})
     total, metric_sums, weight_sum = objective(outputs, micro)
@@ -56,22 +59,26 @@ def _grads_and_sums(state: TrainState, params, batch, rng, objective: Objective,
   return grads, aux
 
 
-def mean_grads(state: TrainState, batch, *, objective: Objective, num_micro: int):
+def mean_grads(state: TrainState, batch, *, objective: Objective, num_micro: int,
+               teacher: Teacher | None = None, teacher_params=None):
   """Gradient of the objective's mean over the global batch, and the metric means."""
   step_rng = jax.random.fold_in(state.rng, state.step)
   grads, (metric_sums, weight_sum) = _grads_and_sums(state, state.params, batch, step_rng,
-                                                     objective, num_micro)
+                                                     objective, num_micro, teacher,
+                                                     teacher_params)
   # Divide once by the global weight: accumulation == the big batch.
   grads = jax.tree.map(lambda g, p: (g / jnp.maximum(weight_sum, 1.0)).astype(p.dtype),
                        grads, state.params)
   return grads, mean_metrics(metric_sums, weight_sum), weight_sum
 
 
-def train_step(state: TrainState, batch, *, objective: Objective, num_micro: int,
-               schedule: optax.Schedule, penalty_fn: PenaltyFn | None = None):
-  """One optimizer update on the global batch."""
+def train_step(state: TrainState, batch, teacher_params=None, *, objective: Objective,
+               num_micro: int, schedule: optax.Schedule, penalty_fn: PenaltyFn | None = None,
+               teacher: Teacher | None = None):
+  """One optimizer update on the global batch (`teacher_params`: with a `teacher` only)."""
   grads, metrics, weight_sum = mean_grads(state, batch, objective=objective,
-                                          num_micro=num_micro)
+                                          num_micro=num_micro, teacher=teacher,
+                                          teacher_params=teacher_params)
   extra = {}
   if penalty_fn is not None:
     # Once per step, outside the microbatch sums, so never divided by tokens.
@@ -94,9 +101,12 @@ def train_step(state: TrainState, batch, *, objective: Objective, num_micro: int
 
 
 def jit_train_step(objective: Objective, num_micro: int, schedule, state_shardings,
-                   batch_sharding, metrics_sharding, penalty_fn: PenaltyFn | None = None):
-  """train_step under jax.jit with in/out shardings and the state donated."""
+                   batch_sharding, metrics_sharding, penalty_fn: PenaltyFn | None = None,
+                   teacher: Teacher | None = None):
+  """train_step under jax.jit with in/out shardings and the state donated; with a
+  `teacher`, it takes (state, batch, teacher params), else (state, batch)."""
   step = functools.partial(train_step, objective=objective, num_micro=num_micro,
-                           schedule=schedule, penalty_fn=penalty_fn)
-  return jax.jit(step, in_shardings=(state_shardings, batch_sharding),
+                           schedule=schedule, penalty_fn=penalty_fn, teacher=teacher)
+  teacher_shardings = () if teacher is None else (teacher.param_shardings,)
+  return jax.jit(step, in_shardings=(state_shardings, batch_sharding) + teacher_shardings,
                  out_shardings=(state_shardings, metrics_sharding), donate_argnums=0)

@@ -18,6 +18,8 @@ class TaskContext:
   specials: dict[str, int]      # role -> id (lm_jax/data/special_tokens.py)
   text_vocab_size: int          # ids [0, text_vocab_size) are text (e.g. MLM's random tokens)
   seed: int = 0                 # data.seed: per-row randomness derives from it
+  # The split's windows (len(), [index]), for tasks that read other rows' text (NSP).
+  windows: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,14 +39,20 @@ class Task:
   special_tokens: Callable[[Any], tuple[str, ...]] = lambda data_cfg: ()
   # Keys of config.data the task reads (they enter the checkpoint's data fingerprint).
   config_keys: tuple[str, ...] = ()
+  # examples(data_cfg, tokenizer, specials, split) -> [N, W] int32 rows that replace the
+  # token stream's windows of split 'train' | 'val' | 'test' (None: windows of the stream).
+  examples: Callable[[Any, Any, dict, str], np.ndarray] | None = None
 
 
 def _tasks() -> dict[str, Task]:
   from lm_jax.data.tasks.lm import TASK as lm  # pylint: disable=g-import-not-at-top
-  return {t.name: t for t in (lm,)}
+  from lm_jax.data.tasks.mlm import TASK as mlm  # pylint: disable=g-import-not-at-top
+  from lm_jax.data.tasks.seq2seq import TASK as seq2seq  # pylint: disable=g-import-not-at-top
+  from lm_jax.data.tasks.span_corruption import TASK as span_corruption  # pylint: disable=g-import-not-at-top
+  return {t.name: t for t in (lm, mlm, span_corruption, seq2seq)}
 
 
-TASK_NAMES = ('lm',)
+TASK_NAMES = ('lm', 'mlm', 'span_corruption', 'seq2seq')
 
 
 def get_task(name: str) -> Task:

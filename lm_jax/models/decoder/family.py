@@ -4,6 +4,8 @@ from lm_jax.errors import ConfigError
 from lm_jax.models import transformer_checks
 from lm_jax.models.config import transformer_config_from
 from lm_jax.models.decoder import flops
+from lm_jax.models.decoder.decoding import DECODING
+from lm_jax.models.decoder.hf import MAPPING as HF_MAPPING
 from lm_jax.models.decoder.model import Decoder
 from lm_jax.models.registry import Family
 
@@ -78,4 +80,6 @@ FAMILY = Family(
     + ('mesh.stage',),
     planner=True,
     pipeline=True,
+    hf=HF_MAPPING,
+    decoding=DECODING,
 )

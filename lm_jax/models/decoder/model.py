@@ -65,7 +65,10 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, inputs_BxL, positions_BxL=None, segment_ids_BxL=None,
-               padding_mask_BxL=None, deterministic: bool = True):
+               padding_mask_BxL=None, deterministic: bool = True,
+               decode_mask: AttentionMask | None = None):
+    """`decode_mask` (cfg.decode): the mask over the KV cache's slots; the logits are
+    then the last position's only, [B, 1, V] (lm_jax/models/decoder/decoding.py)."""
     cfg = self.cfg
     if positions_BxL is None:
       positions_BxL = jnp.broadcast_to(jnp.arange(inputs_BxL.shape[1]),
@@ -91,6 +94,8 @@ class Decoder(nn.Module):
     mask = causal_mask(segment_ids_BxL)
     if padding_mask_BxL is not None:
       mask = mask.replace(kv_valid_BxS=padding_mask_BxL)
+    if decode_mask is not None:
+      mask = decode_mask
 
     block = _block_class(cfg)
     if cfg.num_stages > 1:
@@ -100,7 +105,7 @@ class Decoder(nn.Module):
           x_BxLxD, positions_BxL, mask)
     elif cfg.scan_layers:
       x_BxLxD, _ = nn.scan(
-          block, variable_axes={'params': 0}, split_rngs={'params': True,
+          block, variable_axes={'params': 0, 'cache': 0}, split_rngs={'params': True,
                                                           'dropout': True},
           in_axes=(nn.broadcast, nn.broadcast), length=cfg.num_layers,
           metadata_params={nn.PARTITION_NAME: 'layers'},
@@ -110,6 +115,8 @@ class Decoder(nn.Module):
         x_BxLxD = block(cfg, deterministic, name=f'layer_{i}')(
             x_BxLxD, positions_BxL, mask)
 
+    if cfg.decode:  # only the next token's logits are sampled from
+      x_BxLxD = x_BxLxD[:, -1:]
     x_BxLxD = Norm(cfg, name='final_norm')(x_BxLxD)
     # The logits matmul on [B * L, D] rows: see layers.matmul_2d for why.
     x_TxD = as_token_rows(x_BxLxD.reshape(-1, cfg.d_model))

@@ -1,0 +1,1 @@
+"""PyTorch (eager, CPU) reference implementations for side-by-side benchmarks."""

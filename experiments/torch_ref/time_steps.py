@@ -1,0 +1,48 @@
+"""Times the PyTorch GPT's train step; prints one JSON line (used by bench_vs_torch.py).
+
+    python experiments/torch_ref/time_steps.py --layers 4 --heads 4 --d-model 128 \
+        --seq-len 64 --batch 12 --vocab 65 --steps 20 --warmup 3
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from experiments.torch_ref.gpt import GPTShape, make_train_step  # noqa: E402
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  for name in ('layers', 'heads', 'd-model', 'seq-len', 'batch', 'vocab'):
+    p.add_argument(f'--{name}', type=int, required=True)
+  p.add_argument('--steps', type=int, default=20)
+  p.add_argument('--warmup', type=int, default=3)
+  a = p.parse_args()
+  shape = GPTShape(a.layers, a.heads, a.d_model, a.seq_len, a.batch, a.vocab)
+  _, step = make_train_step(shape)
+  rng = np.random.default_rng(0)
+  windows = [torch.from_numpy(rng.integers(0, a.vocab, (a.batch, a.seq_len + 1)))
+             for _ in range(4)]
+  batches = [(w[:, :-1].contiguous(), w[:, 1:].contiguous()) for w in windows]
+  for i in range(a.warmup):
+    step(*batches[i % 4])
+  times = []
+  for i in range(a.steps):
+    start = time.perf_counter()
+    loss = step(*batches[i % 4])
+    times.append(time.perf_counter() - start)
+  median = float(np.median(times))
+  print(json.dumps({'step_ms_median': 1e3 * median, 'tokens_per_s': a.batch * a.seq_len / median,
+                    'loss': loss, 'threads': torch.get_num_threads(),
+                    'torch': torch.__version__}))
+
+
+if __name__ == '__main__':
+  main()

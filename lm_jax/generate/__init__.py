@@ -1,0 +1,1 @@
+"""Text generation: samplers, the decode loop over a family's `Decoding`, run loading."""

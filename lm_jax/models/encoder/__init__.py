@@ -1,0 +1,1 @@
+"""The encoder (BERT) family: bidirectional Transformer, MLM and NSP heads."""
