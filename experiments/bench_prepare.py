@@ -17,7 +17,7 @@ reused) with the byte tokenizer and eos separators; it reports
   foreign load  CPU time other processes used meanwhile, in cores (from /proc/stat)
 
 Then, with --kill-resume, a 1-worker preparation of the smallest corpus is
-killed half-way through and run again: its shards must equal a fresh
+killed (SIGKILL) when its first shard is finished and run again: its shards must equal a fresh
 run's. Finally the loader: build_data on the largest prepared corpus at the
 CPU bench model's batch shape (experiments/bench_nanogpt_cpu.py: batch 8,
 seq_len 256), batches/s over --loader-batches batches, with and without
@@ -153,16 +153,22 @@ def shard_digest(directory: str) -> str:
   return h.hexdigest()
 
 
-def kill_resume(source, cache, chunk_mb, kill_after_s, fresh_dir):
+def kill_resume(source, cache, chunk_mb, fresh_dir, timeout=3600):
+  """Kills a 1-worker preparation (SIGKILL) once its first shard is finished, runs it again,
+  and compares the shards with a fresh preparation's."""
   code = _CHILD.format(root=ROOT, source=source, cache=cache, workers=1, chunk_mb=chunk_mb)
   proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-  time.sleep(kill_after_s)
+  t0 = time.perf_counter()
+  while (not glob.glob(os.path.join(cache, 'prepared-*', 'shard-*.json'))
+         and proc.poll() is None and time.perf_counter() - t0 < timeout):
+    time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   done = len(glob.glob(os.path.join(cache, 'prepared-*', 'shard-*.json')))
+  complete = bool(glob.glob(os.path.join(cache, 'prepared-*', 'index.json')))
   rec = run_child(source, cache, 1, chunk_mb)
-  return {'shards_kept': done, 'resume_prepare_s': rec['prepare_s'],
+  return {'shards_kept': done, 'killed_complete': complete, 'resume_prepare_s': rec['prepare_s'],
           'equal_to_fresh': shard_digest(rec['dir']) == shard_digest(fresh_dir)}
 
 
@@ -220,7 +226,7 @@ def main():
       if ARGS.kill_resume and size == sizes[0]:
         fresh = next(r['dir'] for r in records if r['size_mb'] == nbytes / 1e6)
         kr = kill_resume(source, os.path.join(ARGS.dir, f'cache-{size}-killed'), ARGS.chunk_mb,
-                         records[0]['wall_s'] / 2, fresh)
+                         fresh)
         kr.update(meta, kind='kill_resume', size_mb=nbytes / 1e6)
         records.append(kr)
         print(f'kill/resume: {kr}', flush=True)

@@ -13,6 +13,8 @@ from lm_jax.models.registry import get_family, model_fns
 from tests.sharded_setup import tiny_model_cfg
 
 EOS, BOS = 100, 101
+# Compiling dominates on CPU; XLA's backend optimisations do not matter at this size.
+FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
 
 
 def test_segments_after_eos():
@@ -65,8 +67,8 @@ def test_logits_do_not_depend_on_other_documents(style):
   other = np.concatenate([rng.integers(0, EOS, 6), [EOS], doc_b])[None]
   alone = np.concatenate([doc_b, np.zeros(7, int)])[None]     # B at the start of a window
   batches = [task.make_batch(w, None, c) for w in (window, other, alone)]
-  params = fns.init(jax.random.PRNGKey(0), batches[0])
-  apply = jax.jit(lambda b: fns.apply(params, b)['logits'])
+  params = jax.jit(fns.init, compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0), batches[0])
+  apply = jax.jit(lambda b: fns.apply(params, b)['logits'], compiler_options=FAST_COMPILE)
   packed, perturbed, solo = (np.asarray(apply(b)) for b in batches)
   b_span = slice(7, 15)  # B's tokens as inputs (its last token is the window's target)
   assert np.abs(packed[0, :7] - perturbed[0, :7]).max() > 1e-3  # A's logits did change
@@ -76,3 +78,13 @@ def test_logits_do_not_depend_on_other_documents(style):
   unmasked = [task.make_batch(w, None, ctx()) for w in (window, other)]
   a, b = (np.asarray(apply(x)) for x in unmasked)
   assert np.abs(a[0, b_span] - b[0, b_span]).max() > 1e-3
+
+
+def test_document_mask_needs_a_separator_token(tmp_path):
+  from lm_jax.data import pipeline
+  (tmp_path / 'a.txt').write_text('some text ' * 100)
+  d = base_config().data
+  d.update(source=str(tmp_path / 'a.txt'), document_mask=True, cache_dir=str(tmp_path / 'c'))
+  with pytest.raises(ValueError, match='data.document_mask=True needs documents separated by '
+                     "special tokens, but data.separator='auto' resolves to blank_line"):
+    pipeline.build_data(d, global_batch_size=2, run_dir=str(tmp_path / 'run'))

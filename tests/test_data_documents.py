@@ -131,3 +131,11 @@ def test_mixed_formats_refused(tmp_path):
   (tmp_path / 'b.txt').write_text('x')
   with pytest.raises(documents.SourceError, match=r"mixes formats \['jsonl', 'text'\]"):
     documents.source_format(str(tmp_path), '*')
+
+
+def test_compressed_errors_name_the_offset(tmp_path):
+  path = tmp_path / 'c.jsonl.gz'
+  with gzip.open(path, 'wb') as f:
+    f.write(b'{"text": "a"}\n{"body": "b"}\n')
+  with pytest.raises(documents.SourceError, match=r"c.jsonl.gz: byte 14: no field"):
+    read_all([str(path)], 'jsonl')

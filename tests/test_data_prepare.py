@@ -83,7 +83,7 @@ def test_document_split_keeps_documents_whole(tmp_path):
   assert sorted(back) == sorted(parts['test'])
 
 
-_KILLED_RUN = '''
+_SLOW_RUN = '''
 import sys, time
 from lm_jax.data import prepare
 sys.path.insert(0, {repo!r})
@@ -101,7 +101,7 @@ run_prepare({path!r}, {out!r})
 def test_killed_preparation_resumes_with_finished_shards_kept(tmp_path):
   path = write_jsonl(tmp_path / 'c.jsonl', corpus())
   out = tmp_path / 'killed'
-  proc = subprocess.Popen([sys.executable, '-c', _KILLED_RUN.format(
+  proc = subprocess.Popen([sys.executable, '-c', _SLOW_RUN.format(
       repo=REPO, path=path, out=str(out))], env={**os.environ, 'PYTHONPATH': REPO})
   deadline = time.time() + 120
   while len(glob.glob(str(out / 'shard-*.json'))) < 3 and time.time() < deadline:
@@ -196,3 +196,17 @@ def test_other_processes_wait_for_process_0(tmp_path):
   lead = prepare.prepare(chunks, tokenizers.ByteTokenizer(), out, settings(), {}, progress=False)
   thread.join(timeout=30)
   assert got['index'] == lead.index
+
+
+def test_two_runs_preparing_the_same_corpus_at_once(tmp_path):
+  """Runs sharing a cache (a sweep) may prepare the same key together: both finish, and
+  neither deletes the other's files in flight."""
+  path = write_jsonl(tmp_path / 'c.jsonl', corpus())
+  out = tmp_path / 'shared'
+  procs = [subprocess.Popen([sys.executable, '-c', _SLOW_RUN.format(
+      repo=REPO, path=path, out=str(out))], env={**os.environ, 'PYTHONPATH': REPO})
+           for _ in range(2)]
+  assert [p.wait(timeout=300) for p in procs] == [0, 0]
+  fresh = run_prepare(path, tmp_path / 'fresh')
+  assert shard_bytes(str(out)) == shard_bytes(fresh.directory)
+  assert not glob.glob(str(out / '*.tmp-*'))

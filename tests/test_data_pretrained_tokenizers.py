@@ -160,3 +160,17 @@ def test_a_run_on_a_pretrained_tokenizer(tmp_path):
   assert np.asarray(stream).tolist() == expected
   saved = tokenizers.load_tokenizer(str(tmp_path / 'run' / 'tokenizer'))
   assert saved.identity() == data.tokenizer.identity()
+
+
+def test_config_needs_a_path_for_pretrained_and_only_then():
+  from lm_jax.config.defaults import base_config
+  from lm_jax.config.validate import validate
+  from lm_jax.errors import ConfigError
+  c = base_config()
+  c.data.tokenizer = 'pretrained'
+  with pytest.raises(ConfigError, match="config.data.tokenizer_path='': data.tokenizer="):
+    validate(c, device_count=1)
+  c = base_config()
+  c.data.tokenizer_path = 'tok.json'
+  with pytest.raises(ConfigError, match="only data.tokenizer='pretrained' reads it"):
+    validate(c, device_count=1)

@@ -51,7 +51,7 @@ class Chunk:
 @dataclasses.dataclass
 class ChunkStats:
   documents: int = 0
-  text_bytes: int = 0
+  text_chars: int = 0
   utf8_replaced: int = 0
   utf8_skipped: int = 0
   empty_skipped: int = 0
@@ -209,25 +209,24 @@ def _field(record, field: str, where: str) -> str:
 
 def _jsonl_docs(chunk: Chunk, field: str, utf8_errors: str,
                 stats: ChunkStats) -> Iterator[str]:
+  """The lines that start in the chunk's byte range (a compressed file: all of them;
+  positions in messages are then offsets in the decompressed text)."""
   path, (start, end) = chunk.paths[0], chunk.part
-  whole = path.endswith(('.gz', '.zst'))
+  if path.endswith(('.gz', '.zst')):
+    start, end = 0, float('inf')
   with _open_lines(path) as f:
-    line_no = None
-    if start and not whole:
+    if start:
       f.seek(start - 1)
       f.readline()  # the line that started before this range belongs to the previous one
-    pos = f.tell() if not whole else 0
-    while whole or pos < end:
+    pos = f.tell() if start else 0
+    while pos < end:
       line = f.readline()
       if not line:
         break
-      if not whole:
-        pos += len(line)
-      line_no = None if not whole else (line_no or 0) + 1
+      where, pos = f'{path}: byte {pos}', pos + len(line)
       stripped = line.strip()
       if not stripped:
         continue
-      where = f'{path}: line {line_no}' if whole else f'{path}: byte {pos - len(line)}'
       text = _decode(stripped, where, utf8_errors, stats)
       if text is None:
         continue
@@ -296,5 +295,5 @@ def read_chunk(chunk: Chunk, text_field: str = 'text', utf8_errors: str = 'repla
       stats.empty_skipped += 1
       continue
     stats.documents += 1
-    stats.text_bytes += len(doc.encode('utf-8', errors='surrogatepass'))
+    stats.text_chars += len(doc)
     yield doc

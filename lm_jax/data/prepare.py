@@ -27,6 +27,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
+import socket
 import sys
 import time
 from typing import Any
@@ -81,8 +83,31 @@ def _encode(tokenizer, texts: list[str]) -> list[np.ndarray]:
   return batch(texts) if batch is not None else [tokenizer.encode(t) for t in texts]
 
 
+def _tmp_suffix() -> str:
+  """'.tmp-<host>-<pid>': whose temporary file it is (runs may share a cache)."""
+  return f'.tmp-{socket.gethostname()}-{os.getpid()}'
+
+
+def _remove_dead_temporaries(out_dir: str) -> None:
+  """Deletes the partial files of killed writers on this host (live writers keep theirs)."""
+  prefix = f'.tmp-{socket.gethostname()}-'
+  for path in glob.glob(os.path.join(out_dir, '*' + prefix + '*')):
+    pid = path.rsplit(prefix, 1)[1]
+    try:
+      os.kill(int(pid), 0)
+      continue  # alive: another run preparing the same corpus
+    except ProcessLookupError:
+      pass
+    except (ValueError, PermissionError):
+      continue
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      os.remove(path)
+
+
 def _atomic_json(path: str, obj) -> None:
-  tmp = f'{path}.tmp-{os.getpid()}'
+  tmp = path + _tmp_suffix()
   with open(tmp, 'w', encoding='utf-8') as f:
     json.dump(obj, f, sort_keys=True)
   os.replace(tmp, path)
@@ -98,7 +123,8 @@ def prepare_chunk(index: int, chunk: documents.Chunk, out_dir: str, tokenizer_di
   tokenizer = _tokenizer(tokenizer_dir)
   names = split_names(s.split_by)
   paths = {n: os.path.join(out_dir, f'shard-{index:05d}-{n}.bin') for n in names}
-  files = {n: open(f'{p}.tmp-{os.getpid()}', 'wb') for n, p in paths.items()}
+  suffix = _tmp_suffix()
+  files = {n: open(p + suffix, 'wb') for n, p in paths.items()}
   counts = dict.fromkeys(names, 0)
   stats = documents.ChunkStats()
   dtype = np.dtype(s.dtype)
@@ -132,7 +158,7 @@ def prepare_chunk(index: int, chunk: documents.Chunk, out_dir: str, tokenizer_di
     for f in files.values():
       f.close()
   for n, p in paths.items():
-    os.replace(f'{p}.tmp-{os.getpid()}', p)
+    os.replace(p + suffix, p)
   meta = {'index': index, 'input_bytes': chunk.size, 'tokens': counts,
           'stats': dataclasses.asdict(stats)}
   _atomic_json(meta_path, meta)  # last: the shard is complete
@@ -214,13 +240,15 @@ def prepare(chunks: list[documents.Chunk], tokenizer, out_dir: str, settings: Se
       logging.info('data: prepared corpus found in %s', out_dir)
       return Prepared(out_dir, json.load(f))
   os.makedirs(out_dir, exist_ok=True)
-  for stale in glob.glob(os.path.join(out_dir, '*.tmp-*')):  # a killed run's partial shards
-    os.remove(stale)
+  _remove_dead_temporaries(out_dir)
   tok_dir = os.path.join(out_dir, 'tokenizer')
   if not os.path.exists(os.path.join(tok_dir, tokenizers.META_FILE)):
-    tmp = f'{tok_dir}.tmp-{os.getpid()}'
+    tmp = tok_dir + _tmp_suffix()
     tokenizer.save(tmp)
-    os.replace(tmp, tok_dir)
+    try:
+      os.replace(tmp, tok_dir)
+    except OSError:  # another run sharing the cache saved it first
+      shutil.rmtree(tmp, ignore_errors=True)
   done = {i for i in range(len(chunks))
           if os.path.exists(os.path.join(out_dir, f'shard-{i:05d}.json'))}
   logging.info('data: preparing %d chunks (%d done before) with %d worker(s) -> %s',
