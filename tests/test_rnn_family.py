@@ -102,7 +102,7 @@ def test_lstm_flops_per_token_by_hand():
 
 
 def test_2x2x2_mesh_gives_single_device_loss_and_grads():
-  m = _model_cfg('lstm', d_model=16, hidden=32)
+  m = _model_cfg('lstm', d_model=16, hidden=32, layers=1)
   grads = assert_matches_single_device(m, dict(data=2, fsdp=2, tensor=2))
   spec = grads['layer_0']['recurrent']['kernel'].sharding.spec
   assert tuple(spec) == ('fsdp', None, 'tensor')  # hidden split over tensor, inputs over fsdp
@@ -123,3 +123,15 @@ def test_refuses_sequence_parallelism_and_unsplittable_hidden():
   c.model.num_heads = 2
   with pytest.raises(ConfigError, match='model.num_heads'):
     validate(c, device_count=1)
+
+
+@pytest.mark.parametrize('family', ['rnn', 'cnn'])
+def test_document_masked_lm_batches_reach_the_model_as_segment_ids(family):
+  from lm_jax.build import build  # pylint: disable=g-import-not-at-top
+  m = _model_cfg('lstm') if family == 'rnn' else base_config().model
+  m.family = family
+  c = tiny_config(m, {})
+  c.data.document_mask = True
+  built = build(c, VOCAB, jax.devices()[:1])
+  inputs = built.family.model_inputs(built.example_batch())
+  assert set(inputs) == {'inputs_BxL', 'segment_ids_BxL'}
