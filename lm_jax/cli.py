@@ -1,8 +1,9 @@
-"""`lm-jax` command line: train | eval | plan | sweep.
+"""`lm-jax` command line: train | eval | plan | sweep | generate | chat.
 
   lm-jax train --config configs/quickstart.py [--config.train.steps=100 ...]
   lm-jax eval  --config configs/quickstart.py [--step N|best] [--split val|test]
   lm-jax sweep experiments/sweeps/quickstart_lr_width.py [--parallel N | --dry-run | ...]
+  lm-jax generate --run RUN_DIR --prompt TEXT | --prompts-file F [--config.sample.*=...]
 
 User mistakes (config, data paths, incompatible checkpoints) print one
 message and exit 2; a diverged run exits 1 and keeps its last good checkpoint.
@@ -19,15 +20,20 @@ import sys
 from lm_jax import distributed
 from lm_jax.config.loader import ConfigError, exit_on_config_error, parse_cli_config
 
-COMMANDS = ('train', 'eval', 'plan', 'sweep')
+COMMANDS = ('train', 'eval', 'plan', 'sweep', 'generate', 'chat')
+# Commands reading a run directory's saved config (--run), not a --config file.
+RUN_COMMANDS = ('generate', 'chat')
 USAGE = '''usage: lm-jax {train,eval,plan} --config CONFIG.py[:arg] [--config.a.b=value ...]
        lm-jax sweep SWEEP.py [--parallel N] [--dry-run | --emit tpu|slurm | --collect]
+       lm-jax {generate,chat} --run RUN_DIR [--step N] [--config.sample.*=...] ...
 
   train   train (or resume, if the run directory has checkpoints)
   eval    evaluate a checkpoint ([--step N|best], default latest) on the validation split,
           or on the test split with --split test (never read during training)
   plan    choose mesh, remat and microbatches for --devices N --device KIND (no data needed)
-  sweep   run a sweep file's runs (N at a time), list them, emit launches, or collect results'''
+  sweep   run a sweep file's runs (N at a time), list them, emit launches, or collect results
+  generate  continue --prompt TEXT (streamed) or each line of --prompts-file F (JSONL out)
+  chat      answer messages read from stdin, one a line (--template qa|none, --history)'''
 
 
 def _setup_logging():
@@ -88,6 +94,10 @@ def main(argv=None):
   if command == 'sweep':  # takes a sweep file, not --config
     from lm_jax.sweep.command import sweep_command
     sys.exit(sweep_command(rest))
+  if command in RUN_COMMANDS:
+    _setup_logging()
+    from lm_jax.generate import command as run_commands
+    sys.exit(getattr(run_commands, f'{command}_command')(rest))
   config, rest = parse_cli_config(rest)
   _setup_logging()
   {'train': _train, 'eval': _eval, 'plan': _plan}[command](config, rest)
