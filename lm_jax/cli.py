@@ -1,4 +1,4 @@
-"""`lm-jax` command line: train | eval | plan | sweep | generate | chat.
+"""`lm-jax` command line: train | eval | plan | sweep | generate | chat | harness.
 
   lm-jax train --config configs/quickstart.py [--config.train.steps=100 ...]
   lm-jax eval  --config configs/quickstart.py [--step N|best] [--split val|test]
@@ -20,12 +20,12 @@ import sys
 from lm_jax import distributed
 from lm_jax.config.loader import ConfigError, exit_on_config_error, parse_cli_config
 
-COMMANDS = ('train', 'eval', 'plan', 'sweep', 'generate', 'chat')
+COMMANDS = ('train', 'eval', 'plan', 'sweep', 'generate', 'chat', 'harness')
 # Commands reading a run directory's saved config (--run), not a --config file.
 RUN_COMMANDS = ('generate', 'chat')
 USAGE = '''usage: lm-jax {train,eval,plan} --config CONFIG.py[:arg] [--config.a.b=value ...]
        lm-jax sweep SWEEP.py [--parallel N] [--dry-run | --emit tpu|slurm | --collect]
-       lm-jax {generate,chat} --run RUN_DIR [--step N] [--config.sample.*=...] ...
+       lm-jax {generate,chat,harness} --run RUN_DIR [--step N] [--config.sample.*=...] ...
 
   train   train (or resume, if the run directory has checkpoints)
   eval    evaluate a checkpoint ([--step N|best], default latest) on the validation split,
@@ -33,7 +33,8 @@ USAGE = '''usage: lm-jax {train,eval,plan} --config CONFIG.py[:arg] [--config.a.
   plan    choose mesh, remat and microbatches for --devices N --device KIND (no data needed)
   sweep   run a sweep file's runs (N at a time), list them, emit launches, or collect results
   generate  continue --prompt TEXT (streamed) or each line of --prompts-file F (JSONL out)
-  chat      answer messages read from stdin, one a line (--template qa|none, --history)'''
+  chat      answer messages read from stdin, one a line (--template qa|none, --history)
+  harness   lm-evaluation-harness tasks on a checkpoint (--tasks T1,T2 [--include-path DIR])'''
 
 
 def _setup_logging():
@@ -96,8 +97,8 @@ def main(argv=None):
     sys.exit(sweep_command(rest))
   if command in RUN_COMMANDS:
     _setup_logging()
-    from lm_jax.generate import command as run_commands
-    sys.exit(getattr(run_commands, f'{command}_command')(rest))
+    import importlib
+    sys.exit(getattr(importlib.import_module(RUN_COMMANDS[command]), f'{command}_command')(rest))
   config, rest = parse_cli_config(rest)
   _setup_logging()
   {'train': _train, 'eval': _eval, 'plan': _plan}[command](config, rest)

@@ -13,17 +13,24 @@ from lm_jax.data.tokenizers import ByteTokenizer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def make_run_dir(run_dir: str, step: int = 3, **model):
-  """Saves a fresh quickstart:runlocal state as checkpoint `step` of `run_dir`; returns
-  (config, built, state)."""
+def make_run_dir(run_dir: str, step: int = 3, tokenizer=None, params=None, **model):
+  """Saves a fresh quickstart:runlocal state (or one holding `params`) as checkpoint `step`
+  of `run_dir`, with `tokenizer` (default: bytes); returns (config, built, state)."""
   config = load_config(os.path.join(ROOT, 'configs', 'quickstart.py') + ':runlocal')
   config.mesh.data = 1
   config.model.update(model)
   config.logging.run_dir = run_dir
   config.checkpoint.async_save = False
-  built = build(config, 256, devices=jax.devices()[:1])
+  tokenizer = tokenizer or ByteTokenizer()
+  if tokenizer.kind != 'byte':
+    config.data.update(tokenizer=tokenizer.kind, bpe_vocab_size=tokenizer.vocab_size)
+  built = build(config, tokenizer.vocab_size, devices=jax.devices()[:1])
   state = built.init_state(0).replace(step=jax.numpy.int32(step))
-  ByteTokenizer().save(os.path.join(run_dir, 'tokenizer'))
+  if params is not None:
+    state = state.replace(params=jax.tree.map(
+        lambda new, old: jax.device_put(jax.numpy.asarray(new, old.dtype), old.sharding),
+        params, state.params))
+  tokenizer.save(os.path.join(run_dir, 'tokenizer'))
   ckpt = Checkpointer(run_dir, config.checkpoint)
   ckpt.save(state, None, config, force=True)
   ckpt.close()
