@@ -76,3 +76,25 @@ def test_lm_jax_and_hf_give_the_same_loglikelihoods_and_scores(gpt2_pair, monkey
     for metric, value in theirs['results'][task].items():
       if isinstance(value, float) and 'stderr' not in metric:
         assert ours['results'][task][metric] == pytest.approx(value, rel=1e-4), (task, metric)
+
+
+def test_loglikelihood_is_the_sum_of_the_continuations_log_probs(tmp_path):
+  """Scored in batches with padding, against one unpadded forward pass per request."""
+  import jax
+  import jax.numpy as jnp
+  from lm_eval.api.instance import Instance
+  from lm_jax.generate.load import load_run
+  from lm_jax.harness.model import LmJaxLM
+  _, built, state = make_run_dir(str(tmp_path / 'run'))
+  lm = LmJaxLM(loaded=load_run(str(tmp_path / 'run')), batch_size=2)
+  pairs = [('def f(x):', ' return x'), ('import', ' os'), ('a' * 40, 'bc')]  # the last: cut
+  got = lm.loglikelihood([Instance('loglikelihood', {}, p, i) for i, p in enumerate(pairs)],
+                         disable_tqdm=True)
+  for (ctx, cont), (logp, _) in zip(pairs, got):
+    ids = list((ctx + cont).encode())[-33:]  # max_len 32 inputs + the first target
+    logits = built.fns.apply({'params': state.params},
+                             {'inputs': jnp.asarray([ids[:-1]], jnp.int32)})['logits'][0]
+    logp_ref = jax.nn.log_softmax(np.asarray(logits, np.float64), axis=-1)
+    n = len(cont)
+    want = sum(float(logp_ref[len(ids) - 1 - n + k, ids[len(ids) - n + k]]) for k in range(n))
+    assert logp == pytest.approx(want, abs=1e-4)
