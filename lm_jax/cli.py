@@ -22,7 +22,8 @@ from lm_jax.config.loader import ConfigError, exit_on_config_error, parse_cli_co
 
 COMMANDS = ('train', 'eval', 'plan', 'sweep', 'generate', 'chat', 'harness')
 # Commands reading a run directory's saved config (--run), not a --config file.
-RUN_COMMANDS = ('generate', 'chat')
+RUN_COMMANDS = {'generate': 'lm_jax.generate.command', 'chat': 'lm_jax.generate.command',
+                'harness': 'lm_jax.harness.command'}
 USAGE = '''usage: lm-jax {train,eval,plan} --config CONFIG.py[:arg] [--config.a.b=value ...]
        lm-jax sweep SWEEP.py [--parallel N] [--dry-run | --emit tpu|slurm | --collect]
        lm-jax {generate,chat,harness} --run RUN_DIR [--step N] [--config.sample.*=...] ...
@@ -98,7 +99,8 @@ def main(argv=None):
   if command in RUN_COMMANDS:
     _setup_logging()
     import importlib
-    sys.exit(getattr(importlib.import_module(RUN_COMMANDS[command]), f'{command}_command')(rest))
+    module = importlib.import_module(RUN_COMMANDS[command])
+    sys.exit(getattr(module, f'{command}_command')(rest))
   config, rest = parse_cli_config(rest)
   _setup_logging()
   {'train': _train, 'eval': _eval, 'plan': _plan}[command](config, rest)
