@@ -98,3 +98,20 @@ def test_loglikelihood_is_the_sum_of_the_continuations_log_probs(tmp_path):
     n = len(cont)
     want = sum(float(logp_ref[len(ids) - 1 - n + k, ids[len(ids) - n + k]]) for k in range(n))
     assert logp == pytest.approx(want, abs=1e-4)
+
+
+@pytest.mark.slow  # ~40 s: a subprocess importing lm_eval, datasets and torch
+def test_harness_command_scores_local_tasks(tmp_path):
+  import json
+  from tests.run_helpers import cli_env, lm_jax_cmd
+  import subprocess
+  make_run_dir(str(tmp_path / 'run'))
+  proc = subprocess.run(lm_jax_cmd('harness', '--run', str(tmp_path / 'run'), '--tasks',
+                                   ','.join(TASKS), '--include-path', TASKS_DIR),
+                        env=dict(cli_env(), HF_DATASETS_OFFLINE='1'), cwd=TASKS_DIR,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads(proc.stdout)['results']
+  assert set(results) == set(TASKS)
+  assert 0.0 <= results['lmjax_test_mc']['acc,none'] <= 1.0
+  assert results['lmjax_test_ppl']['byte_perplexity,none'] > 1.0
