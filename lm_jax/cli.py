@@ -1,9 +1,11 @@
-"""`lm-jax` command line: train | eval | plan | sweep | convert.
+"""`lm-jax` command line: train | eval | plan | prepare | sweep | convert | generate | chat | harness.
 
   lm-jax train --config configs/quickstart.py [--config.train.steps=100 ...]
   lm-jax eval  --config configs/quickstart.py [--step N|best] [--split val|test]
   lm-jax sweep experiments/sweeps/quickstart_lr_width.py [--parallel N | --dry-run | ...]
   lm-jax convert --from-hf HF_DIR --to RUN_DIR | --to-hf OUT_DIR --run RUN_DIR [--step N]
+  lm-jax generate --run RUN_DIR --prompt TEXT | --prompts-file F [--config.sample.*=...]
+  lm-jax prepare --config configs/x.py   (tokenize the corpus ahead of training)
 
 User mistakes (config, data paths, incompatible checkpoints) print one
 message and exit 2; a diverged run exits 1 and keeps its last good checkpoint.
@@ -20,10 +22,15 @@ import sys
 from lm_jax import distributed
 from lm_jax.config.loader import ConfigError, exit_on_config_error, parse_cli_config
 
-COMMANDS = ('train', 'eval', 'plan', 'sweep', 'convert', 'prepare')
+COMMANDS = ('train', 'eval', 'plan', 'prepare', 'sweep', 'convert', 'generate', 'chat',
+            'harness')
+# Commands reading a run directory's saved config (--run), not a --config file.
+RUN_COMMANDS = {'generate': 'lm_jax.generate.command', 'chat': 'lm_jax.generate.command',
+                'harness': 'lm_jax.harness.command'}
 USAGE = '''usage: lm-jax {train,eval,plan,prepare} --config CONFIG.py[:arg] [--config.a.b=value ...]
        lm-jax sweep SWEEP.py [--parallel N] [--dry-run | --emit tpu|slurm | --collect]
        lm-jax convert --from-hf HF_DIR --to RUN_DIR [--config F] | --to-hf OUT_DIR --run RUN_DIR
+       lm-jax {generate,chat,harness} --run RUN_DIR [--step N] [--config.sample.*=...] ...
 
   train   train (or resume, if the run directory has checkpoints)
   eval    evaluate a checkpoint ([--step N|best], default latest) on the validation split,
@@ -32,7 +39,10 @@ USAGE = '''usage: lm-jax {train,eval,plan,prepare} --config CONFIG.py[:arg] [--c
   prepare tokenize the corpus into the token files train uses (docs/data.md); train runs it
           itself when they are missing
   sweep   run a sweep file's runs (N at a time), list them, emit launches, or collect results
-  convert import a Hugging Face model directory as a run, or export a run's checkpoint to one'''
+  convert import a Hugging Face model directory as a run, or export a run's checkpoint to one
+  generate  continue --prompt TEXT (streamed) or each line of --prompts-file F (JSONL out)
+  chat      answer messages read from stdin, one a line (--template qa|none, --history)
+  harness   lm-evaluation-harness tasks on a checkpoint (--tasks T1,T2 [--include-path DIR])'''
 
 
 def _setup_logging():
@@ -121,6 +131,11 @@ def main(argv=None):
     from lm_jax.interop.command import main as convert_main
     convert_main(rest)
     return
+  if command in RUN_COMMANDS:
+    _setup_logging()
+    import importlib
+    module = importlib.import_module(RUN_COMMANDS[command])
+    sys.exit(getattr(module, f'{command}_command')(rest))
   config, rest = parse_cli_config(rest)
   _setup_logging()
   {'train': _train, 'eval': _eval, 'plan': _plan, 'prepare': _prepare}[command](config, rest)

@@ -1,5 +1,7 @@
 """KV-cache decoding against recomputing the whole sequence, batching, seeds, sharding."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -16,6 +18,7 @@ VOCAB = 61
 PROMPTS = [[5, 9, 2, 44, 7], [3], [8, 8, 1]]  # ragged: left padding differs per row
 
 
+@functools.lru_cache(maxsize=None)
 def _model(style: str):
   m = base_config().model
   m.update(num_layers=2, d_model=32, num_heads=4, max_len=40)
@@ -25,25 +28,35 @@ def _model(style: str):
   module, cfg = build(m, VOCAB)
   params = nn.meta.unbox(module.init(jax.random.PRNGKey(1),
                                      jnp.zeros((1, 8), jnp.int32))['params'])
-  return module, cfg, params
+  forward = jax.jit(lambda p, x: module.apply({'params': p}, x))
+  return forward, cfg, params
 
 
-def _recomputed_logits(module, params, prompt, new_tokens):
-  """[steps, V]: the full forward pass over prompt + tokens so far, at every step."""
+@functools.lru_cache(maxsize=None)
+def _generator(style: str, sample_cfg: SampleConfig) -> Generator:
+  _, cfg, params = _model(style)
+  return Generator(DECODING, cfg, params, sample_cfg, bucket=8)
+
+
+def _recomputed_logits(forward, params, prompt, new_tokens):
+  """[steps, V]: the full causal forward pass over prompt + tokens so far, at every step
+  (one right-padded length: later positions never change earlier logits)."""
   seq = list(prompt) + list(new_tokens)
-  logits = module.apply({'params': params}, jnp.asarray([seq], jnp.int32))[0]
+  padded = np.zeros((1, 24), np.int32)
+  padded[0, :len(seq)] = seq
+  logits = forward(params, padded)[0]
   return np.asarray(logits[len(prompt) - 1:len(seq) - 1])
 
 
 @pytest.mark.parametrize('style', ['gpt', 'llama'])
 @pytest.mark.parametrize('temperature', [0.0, 1.0])
 def test_cached_decoding_equals_recomputing_the_sequence(style, temperature):
-  module, cfg, params = _model(style)
-  gen = Generator(DECODING, cfg, params, SampleConfig(temperature=temperature), bucket=8)
+  forward, _, params = _model(style)
+  gen = _generator(style, SampleConfig(temperature=temperature))
   rows, logits_TxBxV = gen.generate(PROMPTS, 6, seed=3, keep_logits=True)
   for b, (prompt, row) in enumerate(zip(PROMPTS, rows)):
     assert len(row.tokens) == 6 and row.finish == 'length'
-    ref_TxV = _recomputed_logits(module, params, prompt, row.tokens)
+    ref_TxV = _recomputed_logits(forward, params, prompt, row.tokens)
     np.testing.assert_allclose(logits_TxBxV[:, b], ref_TxV, atol=2e-5, rtol=1e-5)
     if temperature == 0.0:
       assert row.tokens == np.argmax(ref_TxV[:, :VOCAB], axis=-1).tolist()
@@ -52,8 +65,7 @@ def test_cached_decoding_equals_recomputing_the_sequence(style, temperature):
 @pytest.mark.parametrize('sample_cfg', [SampleConfig(temperature=0.0),
                                         SampleConfig(temperature=0.9, top_k=20, top_p=0.9)])
 def test_a_batch_equals_its_rows_decoded_one_by_one(sample_cfg):
-  _, cfg, params = _model('gpt')
-  gen = Generator(DECODING, cfg, params, sample_cfg, bucket=8)
+  gen = _generator('gpt', sample_cfg)
   batch = gen.generate(PROMPTS, 5, seed=7)
   for b, prompt in enumerate(PROMPTS):
     alone = gen.generate([prompt], 5, seed=7, row_ids=[b])
@@ -61,24 +73,21 @@ def test_a_batch_equals_its_rows_decoded_one_by_one(sample_cfg):
 
 
 def test_same_seed_same_tokens_other_seed_other_tokens():
-  _, cfg, params = _model('gpt')
-  gen = Generator(DECODING, cfg, params, SampleConfig(temperature=1.0), bucket=8)
+  gen = _generator('gpt', SampleConfig(temperature=1.0))
   first = [r.tokens for r in gen.generate(PROMPTS, 8, seed=11)]
   assert first == [r.tokens for r in gen.generate(PROMPTS, 8, seed=11)]
   assert first != [r.tokens for r in gen.generate(PROMPTS, 8, seed=12)]
 
 
 def test_temperature_towards_zero_equals_greedy():
-  _, cfg, params = _model('llama')
-  greedy = Generator(DECODING, cfg, params, SampleConfig(temperature=0.0), bucket=8)
-  cold = Generator(DECODING, cfg, params, SampleConfig(temperature=1e-6), bucket=8)
+  greedy = _generator('llama', SampleConfig(temperature=0.0))
+  cold = _generator('llama', SampleConfig(temperature=1e-6))
   assert ([r.tokens for r in cold.generate(PROMPTS, 6, seed=5)]
           == [r.tokens for r in greedy.generate(PROMPTS, 6)])
 
 
 def test_stop_token_and_stop_string_end_rows_and_the_loop():
-  _, cfg, params = _model('gpt')
-  gen = Generator(DECODING, cfg, params, SampleConfig(temperature=0.0), bucket=8)
+  gen = _generator('gpt', SampleConfig(temperature=0.0))
   free = gen.generate(PROMPTS[:1], 8)[0].tokens
   stop = free[3]
   cut = free.index(stop)  # the first time the stop token comes
@@ -97,6 +106,7 @@ def test_stop_token_and_stop_string_end_rows_and_the_loop():
   assert len(steps) == text.find(stop_string) + len(stop_string)  # no step after the stop
 
 
+@pytest.mark.slow  # ~20 s quiet (65 s on a loaded 2-core CPU): a mesh of 8 and two compiles
 def test_sharded_decoding_equals_single_device():
   from tests.sharded_setup import built_for, tiny_model_cfg
   m = tiny_model_cfg('llama')

@@ -162,6 +162,17 @@ def base_config() -> ml_collections.ConfigDict:
       wandb_mode='online',     # online | offline (files only; `wandb sync` later) | disabled
       profile_steps=(),        # (start, stop): jax.profiler trace of steps start..stop into tensorboard/; (): off
   ))
+  c.sample = ml_collections.ConfigDict(dict(
+      # lm-jax generate / chat / harness (lm_jax/generate/sampling.py)
+      temperature=1.0,         # 0: greedy
+      top_k=0,                 # 0: off
+      top_p=1.0,               # 1: off (nucleus sampling below 1)
+      min_p=0.0,               # 0: off
+      repetition_penalty=1.0,  # 1: off
+      max_new_tokens=128,
+      seed=0,
+      stop=(),                 # stop strings, e.g. --config.sample.stop="('\\n\\n',)"
+  ))
   _add_family_sections(c.model)
   return c
 

@@ -76,7 +76,7 @@ class Generator:
       total_len = min(total_len, limit)
     return prompt_len, total_len
 
-  def _padded(self, prompts: Sequence[Sequence[int]], prompt_len: int):
+  def padded_prompts(self, prompts: Sequence[Sequence[int]], prompt_len: int):
     """Left-padded [B, P] prompts (longer ones keep their last P tokens), lengths, seen tokens."""
     vocab = self.model_cfg.padded_vocab_size
     prompts_BxP = np.zeros((len(prompts), prompt_len), np.int32)
@@ -111,7 +111,7 @@ class Generator:
     if stop_strings and decode is None:
       raise ValueError('stop strings need decode(ids) -> text')
     prompt_len, total_len = self.shapes(max(len(p) for p in prompts), max_new_tokens)
-    prompts_BxP, lengths_B, seen_BxV = self._padded(prompts, prompt_len)
+    prompts_BxP, lengths_B, seen_BxV = self.padded_prompts(prompts, prompt_len)
     row_ids = np.arange(len(prompts)) if row_ids is None else np.asarray(row_ids)
     keys_B = self._put(_row_keys(seed, row_ids))
     logits_BxV, tokens_B, state = self._start(self.params, self._put(prompts_BxP),
