@@ -9,7 +9,6 @@ import pytest
 lm_eval = pytest.importorskip('lm_eval')
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
-pytest.importorskip('accelerate')  # lm-eval's hf model, the reference
 
 from experiments.gpt2_weights import lm_jax_params_from_gpt2  # noqa: E402
 from lm_jax.data.tokenizers import BpeTokenizer  # noqa: E402
@@ -58,6 +57,7 @@ def _scores(out, task):
 
 @pytest.mark.slow  # ~50 s CPU (two lm-eval runs, torch and lm_eval imports)
 def test_lm_jax_and_hf_give_the_same_loglikelihoods_and_scores(gpt2_pair, monkeypatch):
+  pytest.importorskip('accelerate')  # lm-eval's hf model, the reference, imports it
   from lm_eval.models.huggingface import HFLM
   from lm_jax.generate.load import load_run
   from lm_jax.harness.model import LmJaxLM
