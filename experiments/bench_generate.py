@@ -21,12 +21,12 @@ import numpy as np
 import torch
 import transformers
 
-from experiments.gpt2_weights import lm_jax_params_from_gpt2, pad_vocab
-from lm_jax.config.defaults import base_config
 from lm_jax.generate.decode_loop import Generator
 from lm_jax.generate.sampling import SampleConfig
+from lm_jax.interop.hf_config import apply_keys
 from lm_jax.models.decoder.decoding import DECODING
 from lm_jax.models.decoder.family import build
+from lm_jax.models.decoder.hf import MAPPING
 
 SHAPES = {  # GPT-2 style (the HF model must be GPT-2): layers, d_model, heads, vocab, max_len
     'quickstart': (4, 128, 4, 256, 256),
@@ -40,12 +40,16 @@ def _models(name: str):
   hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
       vocab_size=vocab, n_positions=max_len, n_embd=d, n_layer=layers, n_head=heads,
       activation_function='gelu_new')).eval()
-  m = base_config().model
-  m.update(num_layers=layers, d_model=d, num_heads=heads, max_len=max_len, use_bias=True,
-           vocab_size=vocab)
-  _, cfg = build(m, vocab)
-  params = jax.tree.map(jnp.asarray,
-                        pad_vocab(lm_jax_params_from_gpt2(hf), cfg.padded_vocab_size))
+  # The decoder's own GPT-2 mapping (what `lm-jax convert --from-hf` uses), in memory.
+  config = apply_keys(MAPPING.config_from_hf(hf.config.to_dict()), None, f'{name} GPT-2')
+  _, cfg = build(config.model, vocab)
+  state = {k: v.detach().float().numpy() for k, v in hf.state_dict().items()}
+  params = {}
+  for path, array in MAPPING.params_from_hf(state.__getitem__, set(state), cfg):
+    node = params
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = jnp.asarray(array)
   return hf, cfg, params
 
 

@@ -10,8 +10,10 @@ lm_eval = pytest.importorskip('lm_eval')
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 
-from experiments.gpt2_weights import lm_jax_params_from_gpt2  # noqa: E402
+import jax  # noqa: E402
+from lm_jax.config.defaults import base_config  # noqa: E402
 from lm_jax.data.tokenizers import BpeTokenizer  # noqa: E402
+from lm_jax.interop import import_hf  # noqa: E402
 from tests.generate_run import make_run_dir  # noqa: E402
 
 TASKS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'harness_tasks')
@@ -21,7 +23,8 @@ D, LAYERS, HEADS, MAX_LEN = 32, 2, 2, 32
 
 @pytest.fixture(scope='module')
 def gpt2_pair(tmp_path_factory):
-  """(lm_jax run dir, HF model dir) holding the same random GPT-2 and byte-level BPE."""
+  """(lm_jax run dir, HF model dir) holding the same random GPT-2 and byte-level BPE: the
+  run is `lm_jax.interop.import_hf` of the HF directory."""
   root = tmp_path_factory.mktemp('harness')
   tokenizer = BpeTokenizer.train('def import for x = 1\n', 256)  # the 256 byte tokens
   torch.manual_seed(0)
@@ -37,9 +40,10 @@ def gpt2_pair(tmp_path_factory):
   newline = tokenizer.hf.id_to_token(int(tokenizer.encode('\n')[0]))
   transformers.PreTrainedTokenizerFast(
       tokenizer_object=tokenizer.hf, eos_token=newline).save_pretrained(hf_dir)
-  run_dir = str(root / 'run')
-  make_run_dir(run_dir, tokenizer=tokenizer, params=lm_jax_params_from_gpt2(hf),
-               num_layers=LAYERS, d_model=D, num_heads=HEADS, max_len=MAX_LEN, use_bias=True, vocab_size=256)
+  run_dir = str(root / 'run')  # the model directory imported with the decoder's GPT-2 mapping
+  config = base_config()
+  config.data.seq_len = MAX_LEN  # the default is longer than this model's positions
+  import_hf(hf_dir, run_dir, config, devices=jax.devices()[:1])
   return run_dir, hf_dir
 
 
