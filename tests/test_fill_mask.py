@@ -1,0 +1,114 @@
+"""`lm-jax fill-mask` on a saved encoder (BERT) run: top-k ids and probabilities equal a direct
+forward pass of the model with a NumPy softmax; user mistakes are one error, exit 2."""
+
+import json
+import os
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from lm_jax import cli
+from lm_jax.build import build
+from lm_jax.checkpoint import Checkpointer
+from lm_jax.config.loader import load_config
+from lm_jax.data.tokenizers import ByteTokenizer
+from lm_jax.errors import ConfigError
+from lm_jax.generate.fill_mask import fill_mask_command
+from tests.generate_run import ROOT, make_run_dir
+from tests.run_helpers import run_cli
+
+TOP_K = 4
+# The byte tokenizer's appended special ids (lm_jax/data/special_tokens.py's canonical
+# order after the 256 bytes), written out: [CLS] 259, [SEP] 260, [MASK] 261; 262 ids in all.
+CLS, SEP, MASK, VOCAB = 259, 260, 261, 262
+
+
+@pytest.fixture(scope='module')
+def bert_run(tmp_path_factory):
+  """bert_tiny:runlocal with random weights and a spread-out MLM bias (well-separated top-k)."""
+  run_dir = str(tmp_path_factory.mktemp('fill') / 'run')
+  config = load_config(os.path.join(ROOT, 'configs', 'bert_tiny.py') + ':runlocal')
+  config.mesh.data = 1
+  config.logging.run_dir = run_dir
+  config.checkpoint.async_save = False
+  built = build(config, VOCAB, devices=jax.devices()[:1])
+  state = built.init_state(0).replace(step=jax.numpy.int32(7))
+  params = jax.tree.map(np.asarray, state.params)
+  bias = params['mlm_decoder']['bias']
+  params['mlm_decoder']['bias'] = np.random.default_rng(0).normal(0, 3, bias.shape).astype(
+      bias.dtype)
+  state = state.replace(params=jax.tree.map(
+      lambda new, old: jax.device_put(new, old.sharding), params, state.params))
+  ByteTokenizer().save(os.path.join(run_dir, 'tokenizer'))
+  ckpt = Checkpointer(run_dir, config.checkpoint)
+  ckpt.save(state, None, config, force=True)
+  ckpt.close()
+  return run_dir, built, state.params
+
+
+def _expected(built, params, ids):
+  """[(top-k ids, their probabilities)] per [MASK] of the row `ids`, one unpadded forward pass
+  and a NumPy softmax over the 262 real ids."""
+  out = built.fns.apply({'params': params}, {'inputs': np.asarray([ids], np.int32)})
+  logits_LxV = np.asarray(out['logits'], np.float64)[0, :, :VOCAB]
+  probs_LxV = np.exp(logits_LxV - logits_LxV.max(-1, keepdims=True))
+  probs_LxV /= probs_LxV.sum(-1, keepdims=True)
+  return [(list(np.argsort(-probs_LxV[p])[:TOP_K]), np.sort(probs_LxV[p])[::-1][:TOP_K])
+          for p in range(len(ids)) if ids[p] == MASK]
+
+
+def _row(*parts):
+  """[CLS] + parts (str: its bytes, None: [MASK]) + [SEP], written out by hand."""
+  ids = [CLS]
+  for part in parts:
+    ids.extend([MASK] if part is None else list(part.encode('utf-8')))
+  return ids + [SEP]
+
+
+def test_fill_mask_text_prints_the_models_top_k(bert_run):
+  run_dir, built, params = bert_run
+  proc = run_cli('fill-mask', '--run', run_dir, '--text', 'The c[MASK]t sat', '--top-k',
+                 str(TOP_K))
+  assert proc.returncode == 0, proc.stderr
+  rows = re.findall(r'^\s+\d+\. (\S+)\s+id (\d+)', proc.stdout, re.M)
+  [(ids, probs)] = _expected(built, params, _row('The c', None, 't sat'))
+  assert [int(i) for _, i in rows] == ids
+  np.testing.assert_allclose([float(p) for p, _ in rows], probs, atol=2e-6)
+
+
+def test_fill_mask_texts_file_writes_jsonl_for_every_mask(bert_run, tmp_path):
+  run_dir, built, params = bert_run
+  texts = tmp_path / 'texts.jsonl'
+  texts.write_text(json.dumps({'text': '[MASK]ef f(x):'}) + '\n'
+                   + json.dumps({'text': 'import [MASK]s, sy[MASK], and more'}) + '\n')
+  out = tmp_path / 'out.jsonl'
+  assert fill_mask_command(['--run', run_dir, '--texts-file', str(texts), '--output', str(out),
+                            '--top-k', str(TOP_K)]) == 0
+  results = [json.loads(line) for line in out.read_text().splitlines()]
+  rows = [_row(None, 'ef f(x):'), _row('import ', None, 's, sy', None, ', and more')]
+  assert [r['text'] for r in results] == ['[MASK]ef f(x):', 'import [MASK]s, sy[MASK], and more']
+  for result, row in zip(results, rows):  # padded in one batch; expected: each row alone
+    expected = _expected(built, params, row)
+    assert [m['position'] for m in result['masks']] == [p for p, i in enumerate(row) if i == MASK]
+    for mask, (ids, probs) in zip(result['masks'], expected, strict=True):
+      assert [p['id'] for p in mask['predictions']] == ids
+      np.testing.assert_allclose([p['prob'] for p in mask['predictions']], probs, atol=1e-6)
+    assert result['step'] == 7
+
+
+def test_fill_mask_user_errors(bert_run, tmp_path, capsys):
+  run_dir, _, _ = bert_run
+  with pytest.raises(ConfigError, match=r'no \[MASK\]'):
+    fill_mask_command(['--run', run_dir, '--text', 'no marker here'])
+  with pytest.raises(ConfigError, match='--top-k 0'):
+    fill_mask_command(['--run', run_dir, '--text', 'a [MASK]', '--top-k', '0'])
+  with pytest.raises(ConfigError, match='model.max_len=32'):
+    fill_mask_command(['--run', run_dir, '--text', 'x' * 40 + '[MASK]'])
+  decoder_dir = str(tmp_path / 'decoder')
+  make_run_dir(decoder_dir)
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(['fill-mask', '--run', decoder_dir, '--text', 'The [MASK] sat'])
+  assert exit_info.value.code == 2
+  assert "config.model.family='decoder' has no masked-LM head" in capsys.readouterr().err
