@@ -15,7 +15,8 @@ from lm_jax.checkpoint import Checkpointer
 from lm_jax.config.loader import load_config
 from lm_jax.data.tokenizers import ByteTokenizer
 from lm_jax.errors import ConfigError
-from lm_jax.generate.fill_mask import fill_mask_command
+from lm_jax.generate.fill_mask import FillMasker, fill_mask_command
+from lm_jax.generate.load import load_run
 from tests.generate_run import ROOT, make_run_dir
 from tests.run_helpers import run_cli
 
@@ -51,7 +52,7 @@ def bert_run(tmp_path_factory):
 def _expected(built, params, ids):
   """[(top-k ids, their probabilities)] per [MASK] of the row `ids`, one unpadded forward pass
   and a NumPy softmax over the 262 real ids."""
-  out = built.fns.apply({'params': params}, {'inputs': np.asarray([ids], np.int32)})
+  out = jax.jit(built.fns.apply)({'params': params}, {'inputs': np.asarray([ids], np.int32)})
   logits_LxV = np.asarray(out['logits'], np.float64)[0, :, :VOCAB]
   probs_LxV = np.exp(logits_LxV - logits_LxV.max(-1, keepdims=True))
   probs_LxV /= probs_LxV.sum(-1, keepdims=True)
@@ -102,10 +103,13 @@ def test_fill_mask_user_errors(bert_run, tmp_path, capsys):
   run_dir, _, _ = bert_run
   with pytest.raises(ConfigError, match=r'no \[MASK\]'):
     fill_mask_command(['--run', run_dir, '--text', 'no marker here'])
-  with pytest.raises(ConfigError, match='--top-k 0'):
+  with pytest.raises(ConfigError, match='--top-k 0: must be >= 1'):
     fill_mask_command(['--run', run_dir, '--text', 'a [MASK]', '--top-k', '0'])
-  with pytest.raises(ConfigError, match='model.max_len=32'):
-    fill_mask_command(['--run', run_dir, '--text', 'x' * 40 + '[MASK]'])
+  run = load_run(run_dir)
+  with pytest.raises(ConfigError, match=r'--top-k 263: must be in \[1, 262\]'):
+    FillMasker(run, top_k=VOCAB + 1)
+  with pytest.raises(ConfigError, match='model.max_len=32'):  # 40 bytes + [MASK], [CLS], [SEP]
+    FillMasker(run).predict(['x' * 40 + '[MASK]'])
   decoder_dir = str(tmp_path / 'decoder')
   make_run_dir(decoder_dir)
   with pytest.raises(SystemExit) as exit_info:

@@ -140,8 +140,9 @@ def fill_mask_command(argv) -> int:
   args, overrides = _parse(parser, argv)
   if (args.text is None) == (args.texts_file is None):
     raise ConfigError('lm-jax fill-mask: give exactly one of --text TEXT or --texts-file F')
-  if args.batch_size < 1:
-    raise ConfigError(f'--batch-size {args.batch_size}: must be >= 1')
+  for flag, value in (('--batch-size', args.batch_size), ('--top-k', args.top_k)):
+    if value < 1:
+      raise ConfigError(f'{flag} {value}: must be >= 1')
   texts = ([args.text] if args.text is not None
            else _read_prompts(args.texts_file, field='text', flag='--texts-file'))
   for text in texts:  # before loading the checkpoint: a text mistake costs nothing
