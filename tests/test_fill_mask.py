@@ -116,3 +116,58 @@ def test_fill_mask_user_errors(bert_run, tmp_path, capsys):
     cli.main(['fill-mask', '--run', decoder_dir, '--text', 'The [MASK] sat'])
   assert exit_info.value.code == 2
   assert "config.model.family='decoder' has no masked-LM head" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fill_mask_equals_transformers_pipeline_on_an_imported_bert(tmp_path):
+  """A random BertForMaskedLM with a WordPiece tokenizer.json, imported by `lm-jax convert`:
+  fill-mask gives transformers' fill-mask pipeline's ids and scores (own [MASK] id)."""
+  torch = pytest.importorskip('torch')
+  transformers = pytest.importorskip('transformers')
+  tokenizers = pytest.importorskip('tokenizers')
+  words = ('the cat dog sat on a mat ran ##s ##ed big small red'.split())
+  vocab = {t: i for i, t in enumerate(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', *words])}
+  tok = tokenizers.Tokenizer(tokenizers.models.WordPiece(vocab, unk_token='[UNK]'))
+  tok.normalizer = tokenizers.normalizers.BertNormalizer(lowercase=True)
+  tok.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
+  tok.decoder = tokenizers.decoders.WordPiece()
+  tok.add_special_tokens(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'])
+  tok.post_processor = tokenizers.processors.TemplateProcessing(
+      single='[CLS] $A [SEP]', special_tokens=[('[CLS]', 2), ('[SEP]', 3)])
+  hf_dir = str(tmp_path / 'hf')
+  torch.manual_seed(0)
+  model = transformers.BertForMaskedLM(transformers.BertConfig(
+      vocab_size=len(vocab), hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
+      intermediate_size=40, max_position_embeddings=32, hidden_dropout_prob=0.0,
+      attention_probs_dropout_prob=0.0)).eval()
+  with torch.no_grad():  # off the init, so the top predictions are well apart
+    for param in model.parameters():
+      param.add_(0.5 * torch.randn_like(param))
+  model.save_pretrained(hf_dir)
+  tok.save(os.path.join(hf_dir, 'tokenizer.json'))
+  run_dir = str(tmp_path / 'run')
+  proc = run_cli('convert', '--from-hf', hf_dir, '--to', run_dir, '--config',
+                 os.path.join(ROOT, 'configs', 'bert_tiny.py') + ':runlocal',
+                 '--config.data.nsp=False')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+
+  text = 'The [MASK] sat on a [MASK].'
+  texts = tmp_path / 'texts.txt'
+  texts.write_text(text + '\n')
+  out = tmp_path / 'out.jsonl'
+  proc = run_cli('fill-mask', '--run', run_dir, '--texts-file', str(texts), '--output',
+                 str(out), '--top-k', str(TOP_K))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  [result] = [json.loads(line) for line in out.read_text().splitlines()]
+
+  fast = transformers.PreTrainedTokenizerFast(
+      tokenizer_file=os.path.join(hf_dir, 'tokenizer.json'), unk_token='[UNK]',
+      pad_token='[PAD]', cls_token='[CLS]', sep_token='[SEP]', mask_token='[MASK]')
+  pipe = transformers.pipeline('fill-mask', model=model, tokenizer=fast, top_k=TOP_K,
+                               device='cpu')
+  expected = pipe(text)  # one list of predictions per [MASK]
+  assert len(result['masks']) == len(expected) == 2
+  for mask, hf_predictions in zip(result['masks'], expected):
+    assert [p['id'] for p in mask['predictions']] == [p['token'] for p in hf_predictions]
+    np.testing.assert_allclose([p['prob'] for p in mask['predictions']],
+                               [p['score'] for p in hf_predictions], atol=1e-5)
