@@ -23,8 +23,10 @@ import numpy as np
 from lm_jax.data import special_tokens
 from lm_jax.errors import ConfigError
 from lm_jax.generate.command import _parse, _parser, _read_prompts
+from lm_jax.models.registry import all_families
 
 MASK_MARKER = '[MASK]'
+_ROLES = ('cls', 'sep', 'mask')  # the special tokens of a fill-mask row
 _BUCKET = 32  # rows are padded to a multiple of this, so most batches reuse a compile
 
 
@@ -51,17 +53,16 @@ class FillMasker:
   """A loaded encoder run's top-k predictions at the [MASK] positions of texts."""
 
   def __init__(self, run, top_k: int = 5):
-    family = run.built.family
-    if 'mlm' not in family.tasks:
-      mlm = [f.name for f in _all_families() if 'mlm' in f.tasks]
+    family, roles = run.built.family, run.built.task.special_tokens(run.config.data)
+    if 'mlm' not in family.tasks or not set(_ROLES) <= set(roles):
+      mlm = [f.name for f in all_families() if 'mlm' in f.tasks]
       raise ConfigError(f'config.model.family={family.name!r} has no masked-LM head: '
                         f'fill-mask needs a run of a family trained with the mlm task '
-                        f'({", ".join(mlm)})')
+                        f'({", ".join(mlm)}; this run\'s task: {run.built.task.name!r})')
     self.vocab_size = run.built.model_cfg.vocab_size
     if not 1 <= top_k <= self.vocab_size:
       raise ConfigError(f'--top-k {top_k}: must be in [1, {self.vocab_size}] (the vocabulary)')
     self.run, self.top_k, self.tokenizer = run, top_k, run.tokenizer
-    roles = run.built.task.special_tokens(run.config.data)
     self.specials = special_tokens.special_ids(self.tokenizer, roles)
     # Every role's id -> its spelling; where two roles share an id, the task's role names it.
     self._spelled = {}
@@ -112,11 +113,6 @@ class FillMasker:
                        for n, piece in enumerate(text.split(MASK_MARKER)))
       results.append({'text': text, 'filled': filled, 'masks': masks})
     return results
-
-
-def _all_families():
-  from lm_jax.models.registry import all_families  # pylint: disable=g-import-not-at-top
-  return all_families()
 
 
 def _print_table(result: dict, out) -> None:
