@@ -10,10 +10,6 @@ import numpy as np
 import pytest
 
 from lm_jax import cli
-from lm_jax.build import build
-from lm_jax.checkpoint import Checkpointer
-from lm_jax.config.loader import load_config
-from lm_jax.data.tokenizers import ByteTokenizer
 from lm_jax.errors import ConfigError
 from lm_jax.generate.fill_mask import FillMasker, fill_mask_command
 from lm_jax.generate.load import load_run
@@ -28,24 +24,11 @@ CLS, SEP, MASK, VOCAB = 259, 260, 261, 262
 
 @pytest.fixture(scope='module')
 def bert_run(tmp_path_factory):
-  """bert_tiny:runlocal with random weights and a spread-out MLM bias (well-separated top-k)."""
+  """bert_tiny:runlocal with random weights; init_std 1 spreads the logits (std ~ sqrt(d_model)),
+  so the top-k are well apart."""
   run_dir = str(tmp_path_factory.mktemp('fill') / 'run')
-  config = load_config(os.path.join(ROOT, 'configs', 'bert_tiny.py') + ':runlocal')
-  config.mesh.data = 1
-  config.logging.run_dir = run_dir
-  config.checkpoint.async_save = False
-  built = build(config, VOCAB, devices=jax.devices()[:1])
-  state = built.init_state(0).replace(step=jax.numpy.int32(7))
-  params = jax.tree.map(np.asarray, state.params)
-  bias = params['mlm_decoder']['bias']
-  params['mlm_decoder']['bias'] = np.random.default_rng(0).normal(0, 3, bias.shape).astype(
-      bias.dtype)
-  state = state.replace(params=jax.tree.map(
-      lambda new, old: jax.device_put(new, old.sharding), params, state.params))
-  ByteTokenizer().save(os.path.join(run_dir, 'tokenizer'))
-  ckpt = Checkpointer(run_dir, config.checkpoint)
-  ckpt.save(state, None, config, force=True)
-  ckpt.close()
+  _, built, state = make_run_dir(run_dir, step=7, config_file='bert_tiny.py:runlocal',
+                                 init_std=1.0)
   return run_dir, built, state.params
 
 
@@ -76,7 +59,7 @@ def test_fill_mask_text_prints_the_models_top_k(bert_run):
   rows = re.findall(r'^\s+\d+\. (\S+)\s+id (\d+)', proc.stdout, re.M)
   [(ids, probs)] = _expected(built, params, _row('The c', None, 't sat'))
   assert [int(i) for _, i in rows] == ids
-  np.testing.assert_allclose([float(p) for p, _ in rows], probs, atol=2e-6)
+  np.testing.assert_allclose([float(p) for p, _ in rows], probs, atol=2e-5)  # float32
 
 
 def test_fill_mask_texts_file_writes_jsonl_for_every_mask(bert_run, tmp_path):
@@ -95,7 +78,8 @@ def test_fill_mask_texts_file_writes_jsonl_for_every_mask(bert_run, tmp_path):
     assert [m['position'] for m in result['masks']] == [p for p, i in enumerate(row) if i == MASK]
     for mask, (ids, probs) in zip(result['masks'], expected, strict=True):
       assert [p['id'] for p in mask['predictions']] == ids
-      np.testing.assert_allclose([p['prob'] for p in mask['predictions']], probs, atol=1e-6)
+      np.testing.assert_allclose([p['prob'] for p in mask['predictions']], probs,
+                                 atol=2e-5)  # float32 logits of size ~10
     assert result['step'] == 7
 
 
