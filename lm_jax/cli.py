@@ -5,6 +5,7 @@
   lm-jax sweep experiments/sweeps/quickstart_lr_width.py [--parallel N | --dry-run | ...]
   lm-jax convert --from-hf HF_DIR --to RUN_DIR | --to-hf OUT_DIR --run RUN_DIR [--step N]
   lm-jax generate --run RUN_DIR --prompt TEXT | --prompts-file F [--config.sample.*=...]
+  lm-jax fill-mask --run RUN_DIR --text 'The [MASK] sat' | --texts-file F [--top-k 5]
   lm-jax prepare --config configs/x.py   (tokenize the corpus ahead of training)
 
 User mistakes (config, data paths, incompatible checkpoints) print one
@@ -23,14 +24,15 @@ from lm_jax import distributed
 from lm_jax.config.loader import ConfigError, exit_on_config_error, parse_cli_config
 
 COMMANDS = ('train', 'eval', 'plan', 'prepare', 'sweep', 'convert', 'generate', 'chat',
-            'harness')
+            'harness', 'fill-mask')
 # Commands reading a run directory's saved config (--run), not a --config file.
 RUN_COMMANDS = {'generate': 'lm_jax.generate.command', 'chat': 'lm_jax.generate.command',
-                'harness': 'lm_jax.harness.command'}
+                'harness': 'lm_jax.harness.command', 'fill-mask': 'lm_jax.generate.fill_mask'}
 USAGE = '''usage: lm-jax {train,eval,plan,prepare} --config CONFIG.py[:arg] [--config.a.b=value ...]
        lm-jax sweep SWEEP.py [--parallel N] [--dry-run | --emit tpu|slurm | --collect]
        lm-jax convert --from-hf HF_DIR --to RUN_DIR [--config F] | --to-hf OUT_DIR --run RUN_DIR
        lm-jax {generate,chat,harness} --run RUN_DIR [--step N] [--config.sample.*=...] ...
+       lm-jax fill-mask --run RUN_DIR [--step N] --text TEXT | --texts-file F [--top-k K]
 
   train   train (or resume, if the run directory has checkpoints)
   eval    evaluate a checkpoint ([--step N|best], default latest) on the validation split,
@@ -42,7 +44,9 @@ USAGE = '''usage: lm-jax {train,eval,plan,prepare} --config CONFIG.py[:arg] [--c
   convert import a Hugging Face model directory as a run, or export a run's checkpoint to one
   generate  continue --prompt TEXT (streamed) or each line of --prompts-file F (JSONL out)
   chat      answer messages read from stdin, one a line (--template qa|none, --history)
-  harness   lm-evaluation-harness tasks on a checkpoint (--tasks T1,T2 [--include-path DIR])'''
+  harness   lm-evaluation-harness tasks on a checkpoint (--tasks T1,T2 [--include-path DIR])
+  fill-mask top-k predictions for each [MASK] of --text (a table) or --texts-file (JSONL),
+            from an encoder (BERT) run'''
 
 
 def _setup_logging():
@@ -135,7 +139,7 @@ def main(argv=None):
     _setup_logging()
     import importlib
     module = importlib.import_module(RUN_COMMANDS[command])
-    sys.exit(getattr(module, f'{command}_command')(rest))
+    sys.exit(getattr(module, f'{command.replace("-", "_")}_command')(rest))
   config, rest = parse_cli_config(rest)
   _setup_logging()
   {'train': _train, 'eval': _eval, 'plan': _plan, 'prepare': _prepare}[command](config, rest)

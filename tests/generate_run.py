@@ -1,22 +1,25 @@
-"""A tiny run directory (quickstart:runlocal's model, random weights, byte tokenizer) for
-generation and harness tests, saved with the checkpoint code training uses."""
+"""A tiny run directory (quickstart:runlocal's model, or another config's, random weights,
+byte tokenizer) for generation, fill-mask and harness tests, saved with the checkpoint code
+training uses."""
 
 import os
 
 import jax
 
-from lm_jax.build import build
+from lm_jax.build import build, task_of
 from lm_jax.checkpoint import Checkpointer
 from lm_jax.config.loader import load_config
+from lm_jax.data import special_tokens
 from lm_jax.data.tokenizers import ByteTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def make_run_dir(run_dir: str, step: int = 3, tokenizer=None, params=None, **model):
-  """Saves a fresh quickstart:runlocal state (or one holding `params`) as checkpoint `step`
-  of `run_dir`, with `tokenizer` (default: bytes); returns (config, built, state)."""
-  config = load_config(os.path.join(ROOT, 'configs', 'quickstart.py') + ':runlocal')
+def make_run_dir(run_dir: str, step: int = 3, tokenizer=None, params=None,
+                 config_file: str = 'quickstart.py:runlocal', **model):
+  """Saves a fresh state of configs/<config_file> (or one holding `params`) as checkpoint
+  `step` of `run_dir`, with `tokenizer` (default: bytes); returns (config, built, state)."""
+  config = load_config(os.path.join(ROOT, 'configs', config_file))
   config.mesh.data = 1
   config.model.update(model)
   config.logging.run_dir = run_dir
@@ -24,7 +27,9 @@ def make_run_dir(run_dir: str, step: int = 3, tokenizer=None, params=None, **mod
   tokenizer = tokenizer or ByteTokenizer()
   if tokenizer.kind != 'byte':
     config.data.update(tokenizer=tokenizer.kind, bpe_vocab_size=tokenizer.vocab_size)
-  built = build(config, tokenizer.vocab_size, devices=jax.devices()[:1])
+  roles = task_of(config).special_tokens(config.data)  # the task's ids, as load_run counts
+  built = build(config, special_tokens.model_vocab_size(tokenizer, roles),
+                devices=jax.devices()[:1])
   state = built.init_state(0).replace(step=jax.numpy.int32(step))
   if params is not None:
     state = state.replace(params=jax.tree.map(

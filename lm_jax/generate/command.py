@@ -101,25 +101,25 @@ def generate_command(argv) -> int:
   return 0
 
 
-def _read_prompts(path: str) -> list[str]:
-  """One prompt a line; JSONL lines give theirs as "prompt"."""
+def _read_prompts(path: str, field: str = 'prompt', flag: str = '--prompts-file') -> list[str]:
+  """One text a line; JSONL lines give theirs as `field` (`flag`: the option, for errors)."""
   try:
     with open(path, encoding='utf-8') as f:
       lines = [line.rstrip('\n') for line in f if line.strip()]
   except OSError as e:
-    raise ConfigError(f'--prompts-file {path}: {e.strerror}') from e
+    raise ConfigError(f'{flag} {path}: {e.strerror}') from e
   prompts = []
   for n, line in enumerate(lines, 1):
     if path.endswith('.jsonl'):
       try:
-        prompts.append(json.loads(line)['prompt'])
+        prompts.append(json.loads(line)[field])
       except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f'--prompts-file {path}:{n}: expected a JSON object with a "prompt" '
+        raise ConfigError(f'{flag} {path}:{n}: expected a JSON object with a "{field}" '
                           f'string ({e})') from e
     else:
       prompts.append(line)
   if not prompts:
-    raise ConfigError(f'--prompts-file {path}: no prompts in it')
+    raise ConfigError(f'{flag} {path}: no {field}s in it')
   return prompts
 
 
