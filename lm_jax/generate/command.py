@@ -23,14 +23,14 @@ TEMPLATES = {
 }
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
+def run_parser(prog: str) -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog=prog, add_help=False)
   parser.add_argument('--run', required=True)
   parser.add_argument('--step', type=int, default=None)
   return parser
 
 
-def _parse(parser: argparse.ArgumentParser, argv):
+def parse_run_args(parser: argparse.ArgumentParser, argv):
   try:
     args, rest = parser.parse_known_args(argv)
   except SystemExit as e:  # argparse's usage error: a user error, exit 2 like the others
@@ -57,15 +57,15 @@ def _stop_strings(run, extra=()) -> tuple[str, ...]:
 def generate_command(argv) -> int:
   """Runs `lm-jax generate`; returns the exit code."""
   from lm_jax.generate.load import load_run
-  parser = _parser('lm-jax generate')
+  parser = run_parser('lm-jax generate')
   parser.add_argument('--prompt', default=None)
   parser.add_argument('--prompts-file', default=None)
   parser.add_argument('--output', default=None)
   parser.add_argument('--batch-size', type=int, default=8)
-  args, overrides = _parse(parser, argv)
+  args, overrides = parse_run_args(parser, argv)
   if (args.prompt is None) == (args.prompts_file is None):
     raise ConfigError('lm-jax generate: give exactly one of --prompt TEXT or --prompts-file F')
-  prompts = [args.prompt] if args.prompt is not None else _read_prompts(args.prompts_file)
+  prompts = [args.prompt] if args.prompt is not None else read_text_lines(args.prompts_file)
   run = load_run(args.run, args.step, overrides)
   gen, s = _generator(run), run.config.sample
   tok = run.tokenizer
@@ -101,7 +101,7 @@ def generate_command(argv) -> int:
   return 0
 
 
-def _read_prompts(path: str, field: str = 'prompt', flag: str = '--prompts-file') -> list[str]:
+def read_text_lines(path: str, field: str = 'prompt', flag: str = '--prompts-file') -> list[str]:
   """One text a line; JSONL lines give theirs as `field` (`flag`: the option, for errors)."""
   try:
     with open(path, encoding='utf-8') as f:
@@ -148,10 +148,10 @@ def chat(run, lines, out, template: str = 'qa', history: bool = False, gen=None)
 def chat_command(argv) -> int:
   """Runs `lm-jax chat` on stdin; returns the exit code."""
   from lm_jax.generate.load import load_run
-  parser = _parser('lm-jax chat')
+  parser = run_parser('lm-jax chat')
   parser.add_argument('--template', default='qa')
   parser.add_argument('--history', action='store_true')
-  args, overrides = _parse(parser, argv)
+  args, overrides = parse_run_args(parser, argv)
   run = load_run(args.run, args.step, overrides)
   if sys.stdin.isatty():
     print(f'step {run.step}; one message a line, Ctrl-D to quit', file=sys.stderr)

@@ -22,7 +22,7 @@ import numpy as np
 
 from lm_jax.data import special_tokens
 from lm_jax.errors import ConfigError
-from lm_jax.generate.command import _parse, _parser, _read_prompts
+from lm_jax.generate.command import parse_run_args, read_text_lines, run_parser
 from lm_jax.models.registry import all_families
 
 MASK_MARKER = '[MASK]'
@@ -127,20 +127,20 @@ def _print_table(result: dict, out) -> None:
 def fill_mask_command(argv) -> int:
   """Runs `lm-jax fill-mask`; returns the exit code."""
   from lm_jax.generate.load import load_run  # pylint: disable=g-import-not-at-top
-  parser = _parser('lm-jax fill-mask')
+  parser = run_parser('lm-jax fill-mask')
   parser.add_argument('--text', default=None)
   parser.add_argument('--texts-file', default=None)
   parser.add_argument('--output', default=None)
   parser.add_argument('--top-k', type=int, default=5)
   parser.add_argument('--batch-size', type=int, default=8)
-  args, overrides = _parse(parser, argv)
+  args, overrides = parse_run_args(parser, argv)
   if (args.text is None) == (args.texts_file is None):
     raise ConfigError('lm-jax fill-mask: give exactly one of --text TEXT or --texts-file F')
   for flag, value in (('--batch-size', args.batch_size), ('--top-k', args.top_k)):
     if value < 1:
       raise ConfigError(f'{flag} {value}: must be >= 1')
   texts = ([args.text] if args.text is not None
-           else _read_prompts(args.texts_file, field='text', flag='--texts-file'))
+           else read_text_lines(args.texts_file, field='text', flag='--texts-file'))
   for text in texts:  # before loading the checkpoint: a text mistake costs nothing
     check_has_mask(text)
   run = load_run(args.run, args.step, overrides)
