@@ -54,8 +54,8 @@ def _recomputed_logits(forward, params, prompt, new_tokens, start=0):
   return np.asarray(forward(params, enc, valid, dec)[0, :len(new_tokens)])
 
 
-@pytest.mark.parametrize('feed_forward', ['relu', 'gated-gelu'])
-@pytest.mark.parametrize('temperature', [0.0, 1.0])
+@pytest.mark.parametrize('feed_forward,temperature',
+                         [('relu', 0.0), ('relu', 1.0), ('gated-gelu', 0.0)])
 def test_cached_decoding_equals_recomputing_the_decoder(feed_forward, temperature):
   forward, _, params = _model(feed_forward)
   rows, logits_TxBxV = _generator(feed_forward, SampleConfig(temperature=temperature)).generate(
@@ -86,3 +86,17 @@ def test_beam_search_finds_the_best_two_token_continuation():
   best = max(total, key=total.get)
   assert tuple(tokens) == best
   assert abs(score - total[best]) < 1e-4
+
+
+def test_the_decoder_starts_from_the_runs_pad_token():
+  forward, cfg, params = _model('relu')
+  decoding = get_family('encdec').decoding
+  cfg = decoding.for_tokenizer(cfg, {'eos': 1, 'pad': 7})
+  assert decoding.for_tokenizer(cfg, {'eos': 1}) == cfg  # no pad role: unchanged
+  gen = Generator(decoding, cfg, params, SampleConfig(temperature=0.0), bucket=8)
+  rows, logits_TxBxV = gen.generate(PROMPTS[:2], 4, keep_logits=True)
+  for b, (prompt, row) in enumerate(zip(PROMPTS, rows)):
+    ref_TxV = _recomputed_logits(forward, params, prompt, row.tokens, start=7)
+    np.testing.assert_allclose(logits_TxBxV[:, b], ref_TxV, atol=2e-5, rtol=1e-5)
+  other = _recomputed_logits(forward, params, PROMPTS[0], rows[0].tokens, start=0)
+  assert not np.allclose(logits_TxBxV[:, 0], other, atol=1e-3)  # the start token matters

@@ -30,3 +30,6 @@ class Decoding:
   cache_bytes_per_token: Callable[[Any], int]
   # max_len(model_cfg) -> the most tokens a row may hold (None: no limit)
   max_len: Callable[[Any], int | None] = lambda model_cfg: None
+  # for_tokenizer(model_cfg, special_ids {role: id}) -> the model_cfg to decode with
+  #   (T5: its decoder starts from the run's <pad>); the loader of a run applies it.
+  for_tokenizer: Callable[[Any, dict], Any] = lambda model_cfg, special_ids: model_cfg

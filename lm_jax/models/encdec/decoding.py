@@ -82,5 +82,12 @@ def cache_bytes_per_token(model_cfg) -> int:
   return 2 * model_cfg.num_decoder_layers * model_cfg.num_kv_heads * model_cfg.head_dim * itemsize
 
 
+def for_tokenizer(model_cfg, special_ids: dict):
+  """The decoder starts from the run's <pad>, as its seq2seq / span_corruption batches do."""
+  if 'pad' not in special_ids:
+    return model_cfg
+  return dataclasses.replace(model_cfg, decoder_start_id=int(special_ids['pad']))
+
+
 DECODING = Decoding(prefill=prefill, step=step, select_rows=select_rows,
-                    cache_bytes_per_token=cache_bytes_per_token)
+                    cache_bytes_per_token=cache_bytes_per_token, for_tokenizer=for_tokenizer)
