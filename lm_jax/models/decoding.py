@@ -4,8 +4,8 @@ A family that can generate sets `Family.decoding` to a `Decoding`; the
 generator (prefill, one-token steps, samplers, beam search) calls only these
 functions and never asks which family it runs. The decoding state is the
 family's own pytree: a decoder keeps its KV cache and the slot reached; an
-encoder-decoder would keep the encoder's output (or its cross-attention
-keys/values) beside the decoder's cache; a recurrent model its hidden state.
+encoder-decoder (T5) its cross-attention keys/values beside the decoder's
+cache; a recurrent model its hidden state.
 
 Prompts come left-padded: row b's `length_B[b]` tokens are the last ones of its
 [P] row, so every row's next token is at the same step.
