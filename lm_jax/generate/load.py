@@ -93,6 +93,9 @@ def load_run(run_dir: str, step: int | None = None, overrides=()) -> LoadedRun:
   roles = task_of(config).special_tokens(config.data)
   built = build(config, special_tokens.model_vocab_size(tokenizer, roles),
                 devices=jax.devices()[:1])
+  if built.family.decoding is not None:
+    built.model_cfg = built.family.decoding.for_tokenizer(
+        built.model_cfg, special_tokens.special_ids(tokenizer, roles))
   state = ckpt.restore(built.abstract_state(), None, step=step)
   ckpt.close()
   return LoadedRun(config=config, built=built, tokenizer=tokenizer, params=state.params,

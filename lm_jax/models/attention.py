@@ -107,6 +107,8 @@ class Attention(nn.Module):
   position and rope_theta. `scale` None means 1/sqrt(head_dim) (T5: 1.0).
   A cfg with `decode=True` keeps self-attention keys/values in the `cache`
   collection (lm_jax/models/kv_cache.py); the mask then covers the cache slots.
+  Its cross-attention stores the keys/values of `kv` as `cross_key`/`cross_value`
+  there, and a call with `cached_cross_kv` (no kv) attends over the stored ones.
   """
   cfg: object
   out_std: float
@@ -114,9 +116,10 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxTxD, mask: AttentionMask, positions_BxT=None, kv_BxSxD=None,
-               kv_positions_BxS=None, bias_BxNxTxS=None, deterministic: bool = True):
+               kv_positions_BxS=None, bias_BxNxTxS=None, deterministic: bool = True,
+               cached_cross_kv: bool = False):
     cfg = self.cfg
-    self_attention = kv_BxSxD is None
+    self_attention = kv_BxSxD is None and not cached_cross_kv
     kv_BxSxD = x_BxTxD if self_attention else kv_BxSxD
     bias_ndim = 2 if cfg.use_bias else 0
 
@@ -125,8 +128,12 @@ class Attention(nn.Module):
                          ('embed',) + axes, bias_ndim, cfg.init_std, cfg, name=name)(x)
 
     q_BxTxNxH = project(x_BxTxD, cfg.num_heads, ('heads', 'head_dim'), 'query')
-    k_BxSxKxH = project(kv_BxSxD, cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'key')
-    v_BxSxKxH = project(kv_BxSxD, cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'value')
+    if cached_cross_kv:
+      k_BxSxKxH = self.get_variable('cache', 'cross_key')
+      v_BxSxKxH = self.get_variable('cache', 'cross_value')
+    else:
+      k_BxSxKxH = project(kv_BxSxD, cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'key')
+      v_BxSxKxH = project(kv_BxSxD, cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'value')
     if cfg.position == 'rope' and self_attention:
       kv_positions_BxS = positions_BxT if kv_positions_BxS is None else kv_positions_BxS
       q_BxTxNxH = apply_rope(q_BxTxNxH, positions_BxT, cfg.rope_theta)
@@ -140,6 +147,9 @@ class Attention(nn.Module):
     v_BxSxKxH = nn.with_logical_constraint(v_BxSxKxH, kv_heads)
     if getattr(cfg, 'decode', False) and self_attention:
       k_BxSxKxH, v_BxSxKxH = cached_keys_values(self, k_BxSxKxH, v_BxSxKxH)
+    elif getattr(cfg, 'decode', False) and not cached_cross_kv:
+      self.put_variable('cache', 'cross_key', k_BxSxKxH)
+      self.put_variable('cache', 'cross_value', v_BxSxKxH)
 
     out_BxTxNxH = attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask,
                          implementation=cfg.attention, bias_BxNxTxS=bias_BxNxTxS,

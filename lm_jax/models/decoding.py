@@ -4,8 +4,8 @@ A family that can generate sets `Family.decoding` to a `Decoding`; the
 generator (prefill, one-token steps, samplers, beam search) calls only these
 functions and never asks which family it runs. The decoding state is the
 family's own pytree: a decoder keeps its KV cache and the slot reached; an
-encoder-decoder would keep the encoder's output (or its cross-attention
-keys/values) beside the decoder's cache; a recurrent model its hidden state.
+encoder-decoder (T5) its cross-attention keys/values beside the decoder's
+cache; a recurrent model its hidden state.
 
 Prompts come left-padded: row b's `length_B[b]` tokens are the last ones of its
 [P] row, so every row's next token is at the same step.
@@ -30,3 +30,6 @@ class Decoding:
   cache_bytes_per_token: Callable[[Any], int]
   # max_len(model_cfg) -> the most tokens a row may hold (None: no limit)
   max_len: Callable[[Any], int | None] = lambda model_cfg: None
+  # for_tokenizer(model_cfg, special_ids {role: id}) -> the model_cfg to decode with
+  #   (T5: its decoder starts from the run's <pad>); the loader of a run applies it.
+  for_tokenizer: Callable[[Any, dict], Any] = lambda model_cfg, special_ids: model_cfg

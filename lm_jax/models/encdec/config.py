@@ -17,6 +17,7 @@ class EncDecConfig(TransformerConfig):
   relative_attention_num_buckets: int = 32
   relative_attention_max_distance: int = 128
   feed_forward: str = 'relu'
+  decoder_start_id: int = 0  # the decoder's first input when generating (T5's <pad>)
 
   @property
   def num_params_embedding(self) -> int:

@@ -4,6 +4,7 @@ from lm_jax.errors import ConfigError
 from lm_jax.models import transformer_checks
 from lm_jax.models.encdec import flops
 from lm_jax.models.encdec.config import FEED_FORWARDS, encdec_config_from
+from lm_jax.models.encdec.decoding import DECODING
 from lm_jax.models.encdec.hf import MAPPING
 from lm_jax.models.encdec.model import EncoderDecoder
 from lm_jax.models.registry import Family
@@ -84,4 +85,5 @@ FAMILY = Family(
     + tuple(f'model.encdec.{k}' for k in OWN_DEFAULTS),
     planner=False,
     hf=MAPPING,
+    decoding=DECODING,
 )

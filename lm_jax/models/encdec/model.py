@@ -57,10 +57,11 @@ class Block(nn.Module):
     h_BxLxD = Norm(cfg, name='attn_norm')(x_BxLxD)
     x_BxLxD = x_BxLxD + Attention(cfg, cfg.init_std, scale=1.0, name='attn')(
         h_BxLxD, mask, bias_BxNxTxS=bias_1xNxLxL, deterministic=det)
-    if self.with_cross:
+    if self.with_cross:  # no encoder output: decoding, its keys/values are in the cache
       h_BxLxD = Norm(cfg, name='cross_norm')(x_BxLxD)
       x_BxLxD = x_BxLxD + Attention(cfg, cfg.init_std, scale=1.0, name='cross_attn')(
-          h_BxLxD, encoder_mask, kv_BxSxD=encoded_BxSxD, deterministic=det)
+          h_BxLxD, encoder_mask, kv_BxSxD=encoded_BxSxD, deterministic=det,
+          cached_cross_kv=encoded_BxSxD is None)
     h_BxLxD = Norm(cfg, name='mlp_norm')(x_BxLxD)
     x_BxLxD = x_BxLxD + FeedForward(cfg, name='mlp')(h_BxLxD, det)
     return nn.with_logical_constraint(x_BxLxD, ACTIVATION_AXES)
@@ -71,56 +72,81 @@ class Stack(nn.Module):
 
   The relative position bias is computed once per call and shared by every
   layer of the stack (bidirectional buckets in the encoder, causal in the decoder).
+  Decoding gives the `slot` of the first token: the keys are then the cache's
+  slots (the mask's kv_valid_BxS) and the queries sit at slot, slot + 1, ...
   """
   cfg: EncDecConfig
   num_layers: int
   is_decoder: bool
-  deterministic: bool
 
   @nn.compact
   def __call__(self, x_BxLxD, mask: AttentionMask, encoded_BxSxD=None,
-               encoder_mask: AttentionMask | None = None):
+               encoder_mask: AttentionMask | None = None, slot=None,
+               deterministic: bool = True):
     cfg = self.cfg
     L = x_BxLxD.shape[1]
+    S, offset = (L, 0) if slot is None else (mask.kv_valid_BxS.shape[1], slot)
     # In the compute dtype: cuDNN's fused attention (GPU, bf16) wants the bias like q.
     bias_1xNxLxL = RelativePositionBias(cfg, bidirectional=not self.is_decoder,
-                                        name='relative_bias')(L, L).astype(cfg.jnp_dtype)
-    x_BxLxD = nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=self.deterministic)
+                                        name='relative_bias')(L, S, offset).astype(cfg.jnp_dtype)
+    x_BxLxD = nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=deterministic)
     for i in range(self.num_layers):
-      x_BxLxD = Block(cfg, self.deterministic, self.is_decoder, name=f'layer_{i}')(
+      x_BxLxD = Block(cfg, deterministic, self.is_decoder, name=f'layer_{i}')(
           x_BxLxD, mask, bias_1xNxLxL, encoded_BxSxD, encoder_mask)
     x_BxLxD = Norm(cfg, name='final_norm')(x_BxLxD)
-    return nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=self.deterministic)
+    return nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=deterministic)
 
 
 class EncoderDecoder(nn.Module):
-  """(encoder tokens [B, S], their validity, decoder tokens [B, T]) -> logits [B, T, V] fp32."""
+  """(encoder tokens [B, S], their validity, decoder tokens [B, T]) -> logits [B, T, V] fp32.
+
+  `encode` and `decode` are the two halves, for decoding (lm_jax/models/encdec/decoding.py):
+  with `cfg.decode` the decoder caches its self-attention keys/values and each
+  layer's cross-attention keys/values (computed from the encoder output once).
+  """
   cfg: EncDecConfig
 
-  @nn.compact
-  def __call__(self, encoder_inputs_BxS, decoder_inputs_BxT, encoder_valid_BxS=None,
-               deterministic: bool = True):
+  def setup(self):
     cfg = self.cfg
-    embed = nn.Embed(
+    self.embed = nn.Embed(
         cfg.padded_vocab_size, cfg.d_model, dtype=cfg.jnp_dtype,
         param_dtype=cfg.jnp_param_dtype,
         embedding_init=nn.with_logical_partitioning(
-            nn.initializers.normal(cfg.init_std), ('vocab', 'embed')),
-        name='embed')
+            nn.initializers.normal(cfg.init_std), ('vocab', 'embed')))
+    self.encoder = Stack(cfg, cfg.num_layers, False)
+    self.decoder = Stack(cfg, cfg.num_decoder_layers, True)
+    if not cfg.tie_embeddings:
+      self.lm_head = EinsumDense('td,dv->tv', (cfg.d_model, cfg.padded_vocab_size),
+                                 ('embed', 'vocab'), 0, cfg.init_std, cfg)
+
+  def __call__(self, encoder_inputs_BxS, decoder_inputs_BxT, encoder_valid_BxS=None,
+               deterministic: bool = True):
+    encoded_BxSxD = self.encode(encoder_inputs_BxS, encoder_valid_BxS, deterministic)
+    return self.decode(decoder_inputs_BxT, encoded_BxSxD, encoder_valid_BxS,
+                       deterministic=deterministic)
+
+  def encode(self, encoder_inputs_BxS, encoder_valid_BxS=None, deterministic: bool = True):
+    """The encoder's output [B, S, D]."""
     if encoder_valid_BxS is not None:
       encoder_valid_BxS = encoder_valid_BxS.astype(bool)
-    encoded_BxSxD = Stack(cfg, cfg.num_layers, False, deterministic, name='encoder')(
-        embed(encoder_inputs_BxS), bidirectional_mask(encoder_valid_BxS))
-    x_BxTxD = Stack(cfg, cfg.num_decoder_layers, True, deterministic, name='decoder')(
-        embed(decoder_inputs_BxT), causal_mask(), encoded_BxSxD,
-        cross_mask(encoder_valid_BxS))
+    return self.encoder(self.embed(encoder_inputs_BxS), bidirectional_mask(encoder_valid_BxS),
+                        deterministic=deterministic)
+
+  def decode(self, decoder_inputs_BxT, encoded_BxSxD, encoder_valid_BxS=None,
+             self_mask: AttentionMask | None = None, slot=None, deterministic: bool = True):
+    """Logits [B, T, V] of the decoder over the encoder output. Decoding passes the mask
+    over the cache slots and the `slot` of the first token (its relative positions)."""
+    cfg = self.cfg
+    if encoder_valid_BxS is not None:
+      encoder_valid_BxS = encoder_valid_BxS.astype(bool)
+    x_BxTxD = self.decoder(self.embed(decoder_inputs_BxT),
+                           causal_mask() if self_mask is None else self_mask, encoded_BxSxD,
+                           cross_mask(encoder_valid_BxS), slot, deterministic)
     x_TxD = as_token_rows(x_BxTxD.reshape(-1, cfg.d_model))
     if cfg.tie_embeddings:
-      logits_TxV = embed.attend(x_TxD * jnp.asarray(cfg.d_model ** -0.5, x_TxD.dtype))
+      logits_TxV = self.embed.attend(x_TxD * jnp.asarray(cfg.d_model ** -0.5, x_TxD.dtype))
     else:
-      logits_TxV = EinsumDense('td,dv->tv', (cfg.d_model, cfg.padded_vocab_size),
-                               ('embed', 'vocab'), 0, cfg.init_std, cfg,
-                               name='lm_head')(x_TxD)
+      logits_TxV = self.lm_head(x_TxD)
     logits_BxTxV = logits_TxV.reshape(x_BxTxD.shape[:2] + (-1,))
     logits_BxTxV = nn.with_logical_constraint(
         logits_BxTxV.astype(jnp.float32), ('batch', 'length', 'act_vocab'))

@@ -37,17 +37,19 @@ def relative_position_bucket(relative_position, bidirectional: bool, num_buckets
 
 
 class RelativePositionBias(nn.Module):
-  """[1, N, T, S] logit bias for T queries over S keys, from one learned bucket table."""
+  """[1, N, T, S] logit bias for T queries at q_offset, q_offset + 1, ... over S keys at
+  0 .. S-1 (q_offset: the slot of a decoding step's token), from one learned bucket table."""
   cfg: object
   bidirectional: bool
 
   @nn.compact
-  def __call__(self, T: int, S: int):
+  def __call__(self, T: int, S: int, q_offset=0):
     cfg = self.cfg
     table_KxN = self.param(
         'embedding', dense_init(cfg.init_std, ('positions', 'heads')),
         (cfg.relative_attention_num_buckets, cfg.num_heads), cfg.jnp_param_dtype)
-    relative_TxS = jnp.arange(S, dtype=jnp.int32)[None, :] - jnp.arange(T, dtype=jnp.int32)[:, None]
+    queries_T = jnp.arange(T, dtype=jnp.int32) + jnp.asarray(q_offset, jnp.int32)
+    relative_TxS = jnp.arange(S, dtype=jnp.int32)[None, :] - queries_T[:, None]
     buckets_TxS = relative_position_bucket(
         relative_TxS, self.bidirectional, cfg.relative_attention_num_buckets,
         cfg.relative_attention_max_distance)

@@ -11,7 +11,9 @@ would be redundant), with x_t the layer input and h the previous state:
   rnn:  h' = tanh(pre + h W_rec)
 
 Hoisting x W_in out of the time loop leaves only the [B, H] x [H, G*H] matmul
-per step. The state is reset to zeros where a packed document starts.
+per step. The state is reset to zeros where a packed document starts. In
+decode mode a layer keeps its final state in the `cache` collection (`carry`)
+and the next call continues from it.
 """
 
 import flax.linen as nn
@@ -115,7 +117,12 @@ class Recurrence(nn.Module):
     pre_BxLxGxH = nn.with_logical_constraint(pre_BxLxGxH, ('batch', 'length', None, 'act_mlp'))
     scan = nn.scan(CellStep, variable_broadcast='params', split_rngs={'params': False},
                    in_axes=1, out_axes=1)
-    _, h_BxLxH = scan(cfg, name='recurrent')(zero_state(cfg, x_BxLxF.shape[0]),
-                                        (pre_BxLxGxH, reset_BxL))
+    carry = zero_state(cfg, x_BxLxF.shape[0])
+    if cfg.decode:  # start from the state the last call left (zeros on the first)
+      cached = self.variable('cache', 'carry', lambda: carry)
+      carry = cached.value
+    carry, h_BxLxH = scan(cfg, name='recurrent')(carry, (pre_BxLxGxH, reset_BxL))
+    if cfg.decode:
+      cached.value = carry
     return nn.with_logical_constraint(h_BxLxH.astype(cfg.jnp_dtype),
                                       ('batch', 'length', 'act_mlp'))

@@ -27,6 +27,9 @@ class RNNConfig:
   param_dtype: str = 'float32'
   dtype: str = 'float32'
   init_std: float = 0.02
+  # Decoding (lm_jax/models/rnn/decoding.py): each layer keeps its final state in
+  # the `cache` collection and starts from it; logits of the last position only.
+  decode: bool = False
 
   @property
   def num_gates(self) -> int:

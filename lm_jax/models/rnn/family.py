@@ -5,6 +5,7 @@ from lm_jax.models import transformer_checks
 from lm_jax.models.registry import Family
 from lm_jax.models.rnn import flops
 from lm_jax.models.rnn.config import CELL_GATES, rnn_config_from
+from lm_jax.models.rnn.decoding import DECODING
 from lm_jax.models.rnn.model import RNNLM
 
 SHARED_KEYS = ('vocab_size', 'vocab_multiple', 'num_layers', 'd_model', 'tie_embeddings',
@@ -76,4 +77,5 @@ FAMILY = Family(
     num_params=flops.num_params,
     shape_keys=tuple(f'model.{k}' for k in SHARED_KEYS if k not in _RUNTIME_KEYS)
     + tuple(f'model.rnn.{k}' for k in OWN_DEFAULTS),
+    decoding=DECODING,
 )

@@ -20,7 +20,9 @@ class RNNLM(nn.Module):
   """tokens [B, L] -> logits [B, L, V] (float32); position t sees tokens <= t.
 
   Dropout (model.dropout) on the embeddings, between layers and before the head:
-  the non-recurrent connections, as in Zaremba et al. 2014.
+  the non-recurrent connections, as in Zaremba et al. 2014. With `cfg.decode`
+  the layers carry their state between calls and the logits are [B, 1, V]
+  (lm_jax/models/rnn/decoding.py).
   """
   cfg: RNNConfig
 
@@ -37,6 +39,8 @@ class RNNLM(nn.Module):
     for i in range(cfg.num_layers):
       x_BxLxF = Recurrence(cfg, name=f'layer_{i}')(x_BxLxF, reset_BxL)
       x_BxLxF = nn.Dropout(cfg.dropout)(x_BxLxF, deterministic=deterministic)
+    if cfg.decode:  # only the next token's logits are wanted
+      x_BxLxF = x_BxLxF[:, -1:]
     if cfg.projects_output:
       x_BxLxF = nn.Dense(cfg.d_model, use_bias=False, dtype=cfg.jnp_dtype,
                          param_dtype=cfg.jnp_param_dtype,
