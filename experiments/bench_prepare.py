@@ -94,7 +94,7 @@ def _tree_rss(root: int) -> tuple[int, int]:
         with open(f'/proc/{d}/stat', encoding='ascii', errors='replace') as f:
           parent[int(d)] = int(f.read().rsplit(')', 1)[1].split()[1])
       except (OSError, ValueError, IndexError):
-        pass
+        continue  # the process exited while we read it
   tree, frontier = {root}, [root]
   while frontier:
     kids = [p for p, pp in parent.items() if pp in frontier and p not in tree]
@@ -106,7 +106,7 @@ def _tree_rss(root: int) -> tuple[int, int]:
       with open(f'/proc/{pid}/status', encoding='ascii') as f:
         sizes += [int(l.split()[1]) * 1024 for l in f if l.startswith('VmRSS:')]
     except OSError:
-      pass
+      continue  # the process exited while we read it
   return sum(sizes), max(sizes, default=0)
 
 

@@ -95,6 +95,7 @@ def test_best_checkpoint_is_kept_beside_keep_1_and_eval_step_best_reports_it(sto
   assert result['loss'] == pytest.approx(evals[best], rel=1e-6)
 
 
+@pytest.mark.slow  # ~50 s quiet: two more runs; stopping itself is checked by the test above
 def test_a_stopped_run_stays_stopped_and_a_resumed_one_still_keeps_the_best(stopped_run):
   tmp, first = stopped_run
   run_dir = str(tmp / 'run')

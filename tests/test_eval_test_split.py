@@ -61,6 +61,7 @@ def _config(tmp_path, **extra):
   return c
 
 
+@pytest.mark.slow  # ~30 s quiet; tests/test_cli.py runs eval --split test by default
 def test_training_never_reads_test_tokens_and_eval_split_test_matches_numpy(
     tmp_path, monkeypatch):
   # Record every token range a Windows object hands out, as positions in the whole stream.
