@@ -106,7 +106,7 @@ def test_stop_token_and_stop_string_end_rows_and_the_loop():
   assert len(steps) == text.find(stop_string) + len(stop_string)  # no step after the stop
 
 
-@pytest.mark.slow  # ~20 s quiet (65 s on a loaded 2-core CPU): a mesh of 8 and two compiles
+# ~20 s quiet (65 s on a loaded 2-core CPU): a mesh of 8 and two compiles
 def test_sharded_decoding_equals_single_device():
   from tests.sharded_setup import built_for, tiny_model_cfg
   m = tiny_model_cfg('llama')

@@ -59,7 +59,8 @@ def _scores(out, task):
           sorted(out['samples'][task], key=lambda s: s['doc_id'])]
 
 
-@pytest.mark.slow  # ~50 s CPU (two lm-eval runs, torch and lm_eval imports)
+# ~50 s CPU (two lm-eval runs, torch and lm_eval imports); in the default run: issue 10
+# asks for this parity in CI.
 def test_lm_jax_and_hf_give_the_same_loglikelihoods_and_scores(gpt2_pair, monkeypatch):
   pytest.importorskip('accelerate')  # lm-eval's hf model, the reference, imports it
   from lm_eval.models.huggingface import HFLM
