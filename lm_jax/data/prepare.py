@@ -47,6 +47,17 @@ _BATCH_CHARS = 1 << 20   # text per encode batch (bounds a worker's memory)
 _TOKENIZER_CACHE: dict[str, Any] = {}
 
 
+def _writer_alive(pid: str) -> bool:
+  """Whether the writer process `pid` (from a partial file's name) may still be writing."""
+  try:
+    os.kill(int(pid), 0)
+  except ProcessLookupError:
+    return False
+  except (ValueError, PermissionError):
+    return True  # not a pid we can check: leave its files alone
+  return True
+
+
 def split_names(split_by: str) -> tuple[str, ...]:
   return ('all',) if split_by == 'tail' else ('train', 'val', 'test')
 
@@ -93,13 +104,8 @@ def _remove_dead_temporaries(out_dir: str) -> None:
   prefix = f'.tmp-{socket.gethostname()}-'
   for path in glob.glob(os.path.join(out_dir, '*' + prefix + '*')):
     pid = path.rsplit(prefix, 1)[1]
-    try:
-      os.kill(int(pid), 0)
-      continue  # alive: another run preparing the same corpus
-    except ProcessLookupError:
-      pass
-    except (ValueError, PermissionError):
-      continue
+    if _writer_alive(pid):
+      continue  # another run preparing the same corpus, or not ours to judge
     if os.path.isdir(path):
       shutil.rmtree(path, ignore_errors=True)
     else:
