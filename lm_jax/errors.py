@@ -8,6 +8,11 @@ class ConfigError(Exception):
   """A mistake in a config file, an override or a config value (a user error)."""
 
 
+def refuse_key(key: str, value, why: str):
+  """Raises the ConfigError 'config.<key>=<value>: <why>' (why says what would be valid)."""
+  raise ConfigError(f'config.{key}={value!r}: {why}')
+
+
 def user_code_error(what: str, path: str, error: Exception) -> ConfigError:
   """The ConfigError for `error`, raised while running the user's file `path` (a config or
   sweep file): the line of that file it came through and what it was."""

@@ -12,6 +12,7 @@ import ml_collections
 
 from lm_jax.config import defaults
 from lm_jax.config.loader import ConfigError, _suggest, dotted_keys
+from lm_jax.errors import refuse_key
 from lm_jax.parallel.rules import MESH_AXES, rules_for_mesh
 
 CHOICES = {
@@ -88,10 +89,6 @@ def _get(config, key):
   return node
 
 
-def _fail(key, value, why):
-  raise ConfigError(f'config.{key}={value!r}: {why}')
-
-
 def _type_ok(value, like) -> bool:
   if isinstance(like, bool):
     return isinstance(value, bool)
@@ -127,7 +124,7 @@ def resolve_mesh_shape(mesh_cfg, device_count: int) -> dict:
   sizes = {a: mesh_cfg.get(a, 1) for a in MESH_AXES}
   for axis, size in sizes.items():
     if isinstance(size, bool) or not isinstance(size, int) or (size < 1 and size != -1):
-      _fail(f'mesh.{axis}', size, 'a mesh axis size must be a positive int, or -1 for '
+      refuse_key(f'mesh.{axis}', size, 'a mesh axis size must be a positive int, or -1 for '
             '"all devices not used by the other axes"')
   free = [a for a, s in sizes.items() if s == -1]
   shape = ', '.join(f'{a}={s}' for a, s in sizes.items())
@@ -165,16 +162,16 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
   for key, choices in CHOICES.items():
     value = _get(config, key)
     if value not in choices:
-      _fail(key, value, 'not a valid choice; choose one of ' + ', '.join(map(repr, choices)))
+      refuse_key(key, value, 'not a valid choice; choose one of ' + ', '.join(map(repr, choices)))
   for key in POSITIVE_INTS:
     value = _get(config, key)
     if value < 1:
-      _fail(key, value, 'must be a positive int (>= 1)')
+      refuse_key(key, value, 'must be a positive int (>= 1)')
   for key in NON_NEGATIVE_INTS:
     value = _get(config, key)
     if value < 0:
       meaning = ' (0 means "derive it")' if key.startswith('model.') else ''
-      _fail(key, value, f'must be >= 0{meaning}')
+      refuse_key(key, value, f'must be >= 0{meaning}')
   for key, (lo, hi, lo_in, hi_in) in FLOAT_RANGES.items():
     value = _get(config, key)
     ok = value == value  # not nan
@@ -183,34 +180,34 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
     if not ok:
       left = '-inf' if lo is None else f'{"[" if lo_in else "("}{lo:g}'
       right = 'inf)' if hi is None else f'{hi:g}{"]" if hi_in else ")"}'
-      _fail(key, value, f'must be in {left}, {right}')
+      refuse_key(key, value, f'must be in {left}, {right}')
   for key in NON_EMPTY_STRS:
     if not _get(config, key):
-      _fail(key, _get(config, key), 'must not be empty')
+      refuse_key(key, _get(config, key), 'must not be empty')
   _check_profile_steps(config.logging.profile_steps)
   if config.logging.wandb_project and importlib.util.find_spec('wandb') is None:
-    _fail('logging.wandb_project', config.logging.wandb_project,
+    refuse_key('logging.wandb_project', config.logging.wandb_project,
           "W&B logging needs the wandb package: pip install -e '.[wandb]' (or set it to '')")
 
   family = _check_family(config)
   from lm_jax.objectives.registry import validate_objective  # pylint: disable=g-import-not-at-top
   validate_objective(config.objective, defaults.base_config().objective)
   if d.tokenizer == 'bpe' and m.vocab_size and m.vocab_size < d.bpe_vocab_size:
-    _fail('model.vocab_size', m.vocab_size,
+    refuse_key('model.vocab_size', m.vocab_size,
           f'smaller than the tokenizer\'s config.data.bpe_vocab_size={d.bpe_vocab_size}; '
           'use 0 to take the vocabulary size from the tokenizer')
   if d.val_fraction + d.test_fraction >= 1.0:
-    _fail('data.test_fraction', d.test_fraction,
+    refuse_key('data.test_fraction', d.test_fraction,
           f'with config.data.val_fraction={d.val_fraction} nothing is left to train on; '
           'val_fraction + test_fraction must be < 1')
   if d.tokenizer == 'pretrained' and not d.tokenizer_path:
-    _fail('data.tokenizer_path', d.tokenizer_path, "data.tokenizer='pretrained' needs a local "
+    refuse_key('data.tokenizer_path', d.tokenizer_path, "data.tokenizer='pretrained' needs a local "
           'tokenizer.json (or a directory holding one) or a SentencePiece .model file')
   if d.tokenizer != 'pretrained' and d.tokenizer_path:
-    _fail('data.tokenizer_path', d.tokenizer_path,
+    refuse_key('data.tokenizer_path', d.tokenizer_path,
           f"only data.tokenizer='pretrained' reads it (data.tokenizer={d.tokenizer!r}); set '' ")
   if d.tokenizer == 'bpe' and d.bpe_vocab_size < 1:
-    _fail('data.bpe_vocab_size', d.bpe_vocab_size, 'must be a positive int with the bpe tokenizer')
+    refuse_key('data.bpe_vocab_size', d.bpe_vocab_size, 'must be a positive int with the bpe tokenizer')
 
   # --- optimizer schedule
   if o.schedule != 'constant':
@@ -218,21 +215,21 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
     what = (f'config.optimizer.decay_steps={o.decay_steps}' if o.decay_steps
             else f'config.train.steps={t.steps} (decay_steps=0 means train.steps)')
     if o.warmup_steps > decay:
-      _fail('optimizer.warmup_steps', o.warmup_steps,
+      refuse_key('optimizer.warmup_steps', o.warmup_steps,
             f'longer than the {o.schedule} decay, {what}; warmup must end before the decay does '
             f'(use warmup_steps <= {decay}, or schedule=\'constant\')')
 
   # --- train
   if t.global_batch_size % t.microbatches:
-    _fail('train.global_batch_size', t.global_batch_size,
+    refuse_key('train.global_batch_size', t.global_batch_size,
           f'not divisible by config.train.microbatches={t.microbatches} (the batch is split into '
           'that many equal gradient-accumulation pieces)')
   if t.eval_every and d.val_fraction == 0:
-    _fail('train.eval_every', t.eval_every,
+    refuse_key('train.eval_every', t.eval_every,
           'evaluation needs a validation split but config.data.val_fraction=0; set '
           'val_fraction > 0 or train.eval_every=0 (no evaluation)')
   if t.early_stop_patience and not t.eval_every:
-    _fail('train.early_stop_patience', t.early_stop_patience,
+    refuse_key('train.early_stop_patience', t.early_stop_patience,
           'early stopping counts evaluations but config.train.eval_every=0 (none); '
           'set train.eval_every > 0 or early_stop_patience=0')
 
@@ -242,13 +239,13 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
   batch_parallel = shape['data'] * shape['fsdp']
   micro = t.global_batch_size // t.microbatches
   if micro % batch_parallel:
-    _fail('train.global_batch_size', t.global_batch_size,
+    refuse_key('train.global_batch_size', t.global_batch_size,
           f'each microbatch has global_batch_size / microbatches = {t.global_batch_size} / '
           f'{t.microbatches} = {micro} sequences, which must be divisible by the batch-parallel '
           f'size data*fsdp = {shape["data"]}*{shape["fsdp"]} = {batch_parallel} (mesh {shape}); '
           f'use a global_batch_size that is a multiple of {t.microbatches * batch_parallel}')
   if shape['stage'] > 1 and not family.pipeline:
-    _fail('mesh.stage', config.mesh.stage,
+    refuse_key('mesh.stage', config.mesh.stage,
           f'config.model.family={family.name!r} cannot split its layers into pipeline '
           'stages; use mesh.stage=1')
   family.validate(config, shape)
@@ -264,10 +261,10 @@ def _check_family(config):
   family = get_family(config.model.family)
   task = config.data.task or family.tasks[0]
   if task not in TASK_NAMES:
-    _fail('data.task', config.data.task, 'not a task; choose one of '
+    refuse_key('data.task', config.data.task, 'not a task; choose one of '
           + ', '.join(map(repr, TASK_NAMES)) + " or '' (the family's default)")
   if task not in family.tasks:
-    _fail('data.task', config.data.task,
+    refuse_key('data.task', config.data.task,
           f'config.model.family={family.name!r} trains on the tasks '
           + ', '.join(map(repr, family.tasks)))
   schema = defaults.base_config().model
@@ -277,11 +274,11 @@ def _check_family(config):
         continue
       for sub in schema[key].keys():
         if config.model[key][sub] != schema[key][sub]:
-          _fail(f'model.{key}.{sub}', config.model[key][sub],
+          refuse_key(f'model.{key}.{sub}', config.model[key][sub],
                 f'only config.model.family={key!r} reads it, but the family is '
                 f'{family.name!r}; leave it at its default {schema[key][sub]!r}')
     elif key not in family.shared_keys and key != 'family' and config.model[key] != schema[key]:
-      _fail(f'model.{key}', config.model[key],
+      refuse_key(f'model.{key}', config.model[key],
             f'config.model.family={family.name!r} does not use it; leave it at its '
             f'default {schema[key]!r}')
   return family
@@ -294,7 +291,7 @@ def check_vocab_size(model_cfg, tokenizer_kind: str, tokenizer_vocab_size: int) 
   """
   size = model_cfg.vocab_size
   if size and size < tokenizer_vocab_size:
-    _fail('model.vocab_size', size,
+    refuse_key('model.vocab_size', size,
           f'smaller than the {tokenizer_kind} tokenizer\'s vocabulary of '
           f'{tokenizer_vocab_size} tokens (ids up to {tokenizer_vocab_size - 1} would '
           f'index past the embedding); use config.model.vocab_size=0 to take it from the '
@@ -305,6 +302,6 @@ def _check_profile_steps(steps):
   """() or (start, stop) / (step,): positive step numbers, start <= stop."""
   ints = all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in steps)
   if len(steps) > 2 or not ints or (len(steps) == 2 and steps[0] > steps[1]):
-    _fail('logging.profile_steps', steps,
+    refuse_key('logging.profile_steps', steps,
           'give (start, stop), the first and last step to trace (1-based, start <= stop, e.g. '
           '--config.logging.profile_steps=3,5), one step (e.g. 3), or () for no trace')

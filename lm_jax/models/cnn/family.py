@@ -1,6 +1,6 @@
 """The cnn family's registry entry (lm_jax/models/registry.py)."""
 
-from lm_jax.errors import ConfigError
+from lm_jax.errors import refuse_key
 from lm_jax.models import transformer_checks
 from lm_jax.models.cnn import flops
 from lm_jax.models.cnn.config import cnn_config_from
@@ -32,25 +32,21 @@ def model_inputs(batch: dict) -> dict:
   return inputs
 
 
-def _fail(key, value, why):
-  raise ConfigError(f'config.{key}={value!r}: {why}')
-
-
 def validate(config, mesh_shape: dict[str, int]) -> None:
   """Kernel and channel sizes, and the splits of channels (tensor), d_model (fsdp), vocab."""
   m, own = config.model, config.model.cnn
   if own.kernel_size < 1:
-    _fail('model.cnn.kernel_size', own.kernel_size, 'must be a positive int (taps per convolution)')
+    refuse_key('model.cnn.kernel_size', own.kernel_size, 'must be a positive int (taps per convolution)')
   if own.channels < 0:
-    _fail('model.cnn.channels', own.channels, 'must be >= 0 (0: config.model.d_model)')
+    refuse_key('model.cnn.channels', own.channels, 'must be >= 0 (0: config.model.d_model)')
   if mesh_shape['sequence'] > 1:
-    _fail('mesh.sequence', config.mesh.sequence,
+    refuse_key('mesh.sequence', config.mesh.sequence,
           'the cnn family does not split the sequence (its convolutions would need halo '
           'exchanges it does not implement); use mesh.sequence=1')
   tp = mesh_shape['tensor']
   channels = own.channels or m.d_model
   if tp > 1 and channels % tp:
-    _fail('model.cnn.channels', own.channels,
+    refuse_key('model.cnn.channels', own.channels,
           f'the GLU width {channels} is not divisible by config.mesh.tensor={tp}: tensor '
           f'parallelism splits it over the tensor devices; use a multiple of {tp}')
   transformer_checks.check_vocab_split(m, tp)

@@ -1,6 +1,6 @@
 """The encdec (T5) family's registry entry (lm_jax/models/registry.py)."""
 
-from lm_jax.errors import ConfigError
+from lm_jax.errors import refuse_key
 from lm_jax.models import transformer_checks
 from lm_jax.models.encdec import flops
 from lm_jax.models.encdec.config import FEED_FORWARDS, encdec_config_from
@@ -36,31 +36,27 @@ def model_inputs(batch: dict) -> dict:
           'encoder_valid_BxS': batch['encoder_valid']}
 
 
-def _fail(key, value, why):
-  raise ConfigError(f'config.{key}={value!r}: {why}')
-
-
 def validate(config, mesh_shape: dict[str, int]) -> None:
   """Transformer checks (heads, length, tensor/fsdp splits) and T5's own keys."""
   transformer_checks.check_transformer(config, mesh_shape)
   own = config.model.encdec
   if own.feed_forward not in FEED_FORWARDS:
-    _fail('model.encdec.feed_forward', own.feed_forward,
+    refuse_key('model.encdec.feed_forward', own.feed_forward,
           'not a valid choice; choose one of ' + ', '.join(map(repr, FEED_FORWARDS)))
   if own.num_decoder_layers < 0:
-    _fail('model.encdec.num_decoder_layers', own.num_decoder_layers,
+    refuse_key('model.encdec.num_decoder_layers', own.num_decoder_layers,
           'must be >= 0 (0 means "as many as config.model.num_layers")')
   buckets = own.relative_attention_num_buckets
   if buckets < 4 or buckets % 2:
-    _fail('model.encdec.relative_attention_num_buckets', buckets,
+    refuse_key('model.encdec.relative_attention_num_buckets', buckets,
           'must be an even int >= 4: the encoder splits the buckets in halves (keys before '
           'and after the query), each half exact for the first quarter of them')
   if own.relative_attention_max_distance <= buckets // 2:
-    _fail('model.encdec.relative_attention_max_distance', own.relative_attention_max_distance,
+    refuse_key('model.encdec.relative_attention_max_distance', own.relative_attention_max_distance,
           f'must exceed relative_attention_num_buckets // 2 = {buckets // 2}, the last '
           'exactly bucketed distance; the log-spaced buckets run from there to it')
   if mesh_shape['sequence'] > 1:
-    _fail('mesh.sequence', config.mesh.sequence,
+    refuse_key('mesh.sequence', config.mesh.sequence,
           "the encdec family does not split its encoder and decoder lengths; use "
           'mesh.sequence=1 (data, fsdp and tensor parallelism apply)')
 

@@ -1,6 +1,6 @@
 """The rnn family's registry entry (lm_jax/models/registry.py)."""
 
-from lm_jax.errors import ConfigError
+from lm_jax.errors import refuse_key
 from lm_jax.models import transformer_checks
 from lm_jax.models.registry import Family
 from lm_jax.models.rnn import flops
@@ -32,31 +32,27 @@ def model_inputs(batch: dict) -> dict:
   return inputs
 
 
-def _fail(key, value, why):
-  raise ConfigError(f'config.{key}={value!r}: {why}')
-
-
 def validate(config, mesh_shape: dict[str, int]) -> None:
   """Cell choice, sizes, and the splits of hidden (tensor), inputs (fsdp) and vocab."""
   m, own = config.model, config.model.rnn
   if own.cell not in CELL_GATES:
-    _fail('model.rnn.cell', own.cell,
+    refuse_key('model.rnn.cell', own.cell,
           'not a cell; choose one of ' + ', '.join(map(repr, CELL_GATES)))
   if own.hidden_size < 0:
-    _fail('model.rnn.hidden_size', own.hidden_size, 'must be >= 0 (0: config.model.d_model)')
+    refuse_key('model.rnn.hidden_size', own.hidden_size, 'must be >= 0 (0: config.model.d_model)')
   if mesh_shape['sequence'] > 1:
-    _fail('mesh.sequence', config.mesh.sequence,
+    refuse_key('mesh.sequence', config.mesh.sequence,
           'a recurrence runs through the sequence in order, so its length cannot be split; '
           'use mesh.sequence=1 (data, fsdp and tensor parallelism apply)')
   hidden = own.hidden_size or m.d_model
   tp, fsdp = mesh_shape['tensor'], mesh_shape['fsdp']
   if tp > 1 and hidden % tp:
-    _fail('model.rnn.hidden_size', own.hidden_size,
+    refuse_key('model.rnn.hidden_size', own.hidden_size,
           f'the state width {hidden} is not divisible by config.mesh.tensor={tp}: tensor '
           'parallelism splits it over the tensor devices; use a multiple of '
           f'{tp} (or a smaller mesh.tensor)')
   if fsdp > 1 and hidden % fsdp:
-    _fail('model.rnn.hidden_size', own.hidden_size,
+    refuse_key('model.rnn.hidden_size', own.hidden_size,
           f'the state width {hidden} is not divisible by config.mesh.fsdp={fsdp}: fsdp '
           'shards the input dimension of the recurrent kernels; use a multiple of '
           f'{fsdp}')
