@@ -2,6 +2,8 @@
 
     python experiments/bench_prepare.py --sizes-mb 256,1024 --workers 1,2 [--out r.jsonl]
 
+--workers 1,2,1,2 runs each count twice (every run prepares from scratch in its own cache).
+
 For each corpus size a JSONL corpus is generated under --dir (default
 /tmp/bench_prepare, deleted afterwards unless --keep): ~2 KB documents of
 random words, each with its own number (distinct texts). Each (size, workers)
@@ -213,8 +215,8 @@ def main():
       nbytes = generate(source, size)
       print(f'generated {nbytes / 1e6:.0f} MB in {time.perf_counter() - t0:.0f}s',
             file=sys.stderr)
-      for w in workers:
-        cache = os.path.join(ARGS.dir, f'cache-{size}-{w}')
+      for rep, w in enumerate(workers):  # a repeated count is a rerun: its own cache
+        cache = os.path.join(ARGS.dir, f'cache-{size}-{w}-{rep}')
         rec = run_child(source, cache, w, ARGS.chunk_mb)
         rec.update(meta, size_mb=nbytes / 1e6, workers=w, mb_s=nbytes / 1e6 / rec['prepare_s'])
         records.append(rec)
@@ -231,7 +233,7 @@ def main():
         records.append(kr)
         print(f'kill/resume: {kr}', flush=True)
     largest = os.path.join(ARGS.dir, f'corpus-{sizes[-1]}mb.jsonl')
-    cache = os.path.join(ARGS.dir, f'cache-{sizes[-1]}-{workers[-1]}')
+    cache = os.path.join(ARGS.dir, f'cache-{sizes[-1]}-{workers[-1]}-{len(workers) - 1}')
     for mask in (False, True):
       rate = loader_rate(largest, cache, ARGS.loader_batches, mask)
       records.append({**meta, 'kind': 'loader', 'document_mask': mask, 'batches_s': rate,
