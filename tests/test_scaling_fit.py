@@ -10,8 +10,8 @@ from experiments.scaling import fit_scaling
 from experiments.scaling.approach2 import fit_approach2
 from experiments.scaling.approach3 import fit_approach3
 from experiments.scaling.ladder import ladder_runs, ladder_sweep, rungs
-from experiments.scaling.laws import LossLaw, synthetic_points
-from experiments.scaling.points import ladder_points
+from experiments.scaling.laws import LossLaw, Points, synthetic_points
+from experiments.scaling.points import ladder_points, merge_points, recorded_points
 from lm_jax.sweep.load import check_runs
 from lm_jax.sweep.spec import expand
 
@@ -87,7 +87,7 @@ def test_ladder_sweep_is_a_valid_isoflop_design(monkeypatch):
     group = [r for r in runs if r.budget == budget]
     assert len(group) >= 5
     assert all(abs(r.flops / budget - 1) < 0.01 for r in group)  # whole steps: within 1%
-    assert all(1 <= r.tokens / r.rung.params <= 500 and r.steps >= 50 for r in group)
+    assert all(1 <= r.tokens / r.rung.params <= 2500 and r.steps >= 50 for r in group)
   sweep = ladder_sweep()
   steps = check_runs(sweep, expand(sweep))  # every override is a valid config value
   assert sorted(steps.values()) == sorted(r.steps for r in runs)
@@ -110,6 +110,21 @@ def test_ladder_points_read_the_runs_final_eval_loss(tmp_path, monkeypatch):
   assert missing == [sweep_runs[3].name]
   got = {(int(n), int(d)): loss for n, d, loss in zip(points.n, points.d, points.loss)}
   assert got == written
+
+
+def test_recorded_points_fill_in_the_runs_that_are_gone(tmp_path):
+  path = tmp_path / 'points.json'
+  path.write_text(json.dumps({'what': 'two old runs', 'n': [10, 20], 'd': [100, 50],
+                              'c': [1e12, 1e12], 'loss': [2.5, 2.4]}))
+  measured = Points(n=np.array([20.0, 5.0]), d=np.array([50.0, 200.0]),
+                    c=np.array([1e12, 1e12]), loss=np.array([2.41, 2.7]))
+  merged, both = merge_points(measured, recorded_points(str(path)))
+  rows = sorted(zip(merged.n, merged.d, merged.loss))
+  assert rows == [(5.0, 200.0, 2.7), (10.0, 100.0, 2.5), (20.0, 50.0, 2.41)]
+  assert both == [(20.0, 50.0, 1e12, 2.4, 2.41)]
+  (tmp_path / 'bad.json').write_text(json.dumps({'n': [1], 'd': [1], 'c': [1]}))
+  with pytest.raises(ValueError, match="bad.json.*'loss'"):
+    recorded_points(str(tmp_path / 'bad.json'))
 
 
 def test_fit_script_writes_plots_and_fit(tmp_path):

@@ -3,6 +3,8 @@
 
   python experiments/scaling/fit_scaling.py --synthetic chinchilla --noise 0.002 --out runs/fit
   python experiments/scaling/fit_scaling.py --ladder runs --out runs/scaling_ladder/fit
+  python experiments/scaling/fit_scaling.py --ladder runs --budgets 1e12,3e12,1e13 \
+      --with-points docs/scaling_cpu/first_ladder_points.json --out docs/scaling_cpu
 
 Prints the fitted law, N_opt(C), D_opt(C) and tokens per parameter at each
 budget from both approaches, and writes isoflops.png, frontier.png,
@@ -25,7 +27,7 @@ from experiments.scaling import plots  # noqa: E402
 from experiments.scaling.approach2 import fit_approach2  # noqa: E402
 from experiments.scaling.approach3 import HOFFMANN_GRID, fit_approach3  # noqa: E402
 from experiments.scaling.laws import PUBLISHED, synthetic_points  # noqa: E402
-from experiments.scaling.points import ladder_points  # noqa: E402
+from experiments.scaling.points import ladder_points, merge_points, recorded_points  # noqa: E402
 
 
 def frontier_table(fit2, law3, budgets) -> str:
@@ -48,6 +50,9 @@ def main(argv=None) -> int:
   source.add_argument('--ladder', metavar='ROOT', help='root of the scaling_ladder sweep')
   p.add_argument('--budgets', default=None,
                  help='ladder: comma-separated budgets that were run (default: all of ladder.py)')
+  p.add_argument('--with-points', metavar='JSON', default=None,
+                 help='ladder: also fit these recorded points (runs whose directories are gone); '
+                      'a finished run with the same N, D, C replaces its recorded point')
   p.add_argument('--noise', type=float, default=0.002, help='synthetic: std of log-loss noise')
   p.add_argument('--seed', type=int, default=0, help='synthetic: noise seed')
   p.add_argument('--hoffmann-grid', action='store_true',
@@ -63,7 +68,14 @@ def main(argv=None) -> int:
         'budgets': tuple(float(b) for b in args.budgets.split(','))}
     points, missing = ladder_points(args.ladder, **budgets)
     if missing:
-      print(f'{len(missing)} ladder runs have no eval/loss yet: {", ".join(missing)}')
+      print(f'{len(missing)} ladder runs have no eval/loss here'
+            + (' (recorded points stand in for those they hold)' if args.with_points else '')
+            + f': {", ".join(missing)}')
+    if args.with_points:
+      points, both = merge_points(points, recorded_points(args.with_points))
+      for n, d, c, was, now in both:
+        print(f'rerun of a recorded point (N={n:.0f}, D={d:.0f}, C={c:.0e}): loss {now:.4f}, '
+              f'recorded {was:.4f} ({now - was:+.4f})')
   fit2 = fit_approach2(points)
   fit3 = fit_approach3(points, grid=HOFFMANN_GRID if args.hoffmann_grid else None)
   budgets = [p.c for p in fit2.profiles]

@@ -3,7 +3,7 @@
     python experiments/scaling/ladder.py            # the ladder, its FLOPs against 6ND, the runs
     lm-jax sweep experiments/sweeps/scaling_ladder.py --dry-run   # the same runs as a sweep
 
-Rungs: width d_model in WIDTHS (multiples of 16, 1.14-1.5x apart), depth
+Rungs: width d_model in WIDTHS (multiples of 16, 1.14-2x apart), depth
 max(1, d_model // 32) (an aspect ratio of 32), heads of 16 dimensions, MLP
 4 d_model: the quickstart decoder (byte vocabulary, learned positions, tied
 embeddings, seq_len 128, batch 16). N grows 1.3-2.5x from one rung to the next.
@@ -34,12 +34,14 @@ from lm_jax.models.config import transformer_config_from  # noqa: E402
 from lm_jax.sweep import Sweep  # noqa: E402
 
 BASE_CONFIG = 'configs/quickstart.py'
-WIDTHS = (32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256)
+WIDTHS = (16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256)
 WIDTH_PER_LAYER = 32
 HEAD_DIM = 16
 BUDGETS = (1e12, 3e12, 1e13, 3e13)  # train FLOPs, the project's count
 MIN_STEPS = 50
-TOKENS_PER_PARAM = (1.0, 500.0)
+# D / N up to 2500: on the CPU budgets the best runs sit at D / N of 100-700 (docs/scaling.md),
+# so the IsoFLOP profiles need the small rungs' long runs on their left.
+TOKENS_PER_PARAM = (1.0, 2500.0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The IsoFLOP model ladder of experiments/scaling/ladder.py as a sweep (21 quickstart-decoder runs).
+"""The IsoFLOP model ladder of experiments/scaling/ladder.py as a sweep (26 quickstart-decoder runs).
 
     python experiments/scaling/ladder.py                          # the ladder and its FLOPs
     lm-jax sweep experiments/sweeps/scaling_ladder.py --dry-run
