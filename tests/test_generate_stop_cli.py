@@ -3,12 +3,14 @@
 text equals greedy decoding by full passes that stops at <eos>."""
 
 import json
+import os
 
 import jax
 import numpy as np
 import pytest
 
 from lm_jax.build import task_of
+from lm_jax.checkpoint import Checkpointer
 from lm_jax.data import special_tokens
 from lm_jax.data.tokenizers import ByteTokenizer
 from lm_jax.generate.beam_search import beam_search
@@ -27,14 +29,19 @@ def edited(tmp_path_factory):
   """(run dir, config, built, params): a fresh T5 whose head column of <eos> is 1.5x that of
   the second greedy token after prompt 0 (so <eos> wins there, where that token's logit led)."""
   first = str(tmp_path_factory.mktemp('t5') / 'run')
-  _, _, state = make_run_dir(first, **T5)
+  config, built, state = make_run_dir(first, **T5)
   second = _t5_greedy(first, [list(ByteTokenizer().encode(PROMPTS[0]))])[0][1]
   params = jax.tree.map(np.array, state.params)
   kernel = params['lm_head']['kernel']
   kernel[:, EOS] = 1.5 * kernel[:, second]
+  params = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding), params, state.params)
+  # Saved as make_run_dir saves (one T5 init less).
   run_dir = str(tmp_path_factory.mktemp('t5_edited') / 'run')
-  config, built, state = make_run_dir(run_dir, params=params, **T5)
-  return run_dir, config, built, state.params
+  ByteTokenizer().save(os.path.join(run_dir, 'tokenizer'))
+  ckpt = Checkpointer(run_dir, config.checkpoint)
+  ckpt.save(state.replace(params=params), None, config, force=True)
+  ckpt.close()
+  return run_dir, config, built, params
 
 
 def test_greedy_stops_at_eos_and_spells_sentinels(edited, tmp_path):
