@@ -172,6 +172,8 @@ def base_config() -> ml_collections.ConfigDict:
       max_new_tokens=128,
       seed=0,
       stop=(),                 # stop strings, e.g. --config.sample.stop="('\\n\\n',)"
+      num_beams=1,             # lm-jax generate: 1 = off (sample as above); > 1: beam search
+      length_penalty=1.0,      # beam search: a finished beam scores sum log p / length ** this
   ))
   _add_family_sections(c.model)
   return c

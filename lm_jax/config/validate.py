@@ -185,6 +185,7 @@ def validate(config: ml_collections.ConfigDict, *, device_count: int) -> None:
     if not _get(config, key):
       refuse_key(key, _get(config, key), 'must not be empty')
   _check_profile_steps(config.logging.profile_steps)
+  _check_beams(config.sample)
   if config.logging.wandb_project and importlib.util.find_spec('wandb') is None:
     refuse_key('logging.wandb_project', config.logging.wandb_project,
           "W&B logging needs the wandb package: pip install -e '.[wandb]' (or set it to '')")
@@ -296,6 +297,37 @@ def check_vocab_size(model_cfg, tokenizer_kind: str, tokenizer_vocab_size: int) 
           f'{tokenizer_vocab_size} tokens (ids up to {tokenizer_vocab_size - 1} would '
           f'index past the embedding); use config.model.vocab_size=0 to take it from the '
           f'tokenizer, or at least {tokenizer_vocab_size}')
+
+
+# config.sample keys beam search does not read: each must stay "off" (its default).
+_SAMPLER_FILTERS = (('top_k', 0), ('top_p', 1.0), ('min_p', 0.0), ('repetition_penalty', 1.0))
+
+
+def _check_beams(s):
+  """sample.num_beams >= 1; beam search (> 1) takes no sampler filters nor stop strings, and
+  only beam search reads sample.length_penalty."""
+  if s.num_beams < 1:
+    refuse_key('sample.num_beams', s.num_beams,
+               'must be a positive int: 1 (off: sample with config.sample.temperature ...) '
+               'or the number of beams (> 1: beam search)')
+  if s.length_penalty != s.length_penalty:  # nan
+    refuse_key('sample.length_penalty', s.length_penalty, 'must be a number (1.0: the mean '
+               'log-probability per token, 0.0: the sum)')
+  if s.num_beams == 1:
+    if s.length_penalty != 1.0:
+      refuse_key('sample.length_penalty', s.length_penalty,
+                 'only beam search reads it, but config.sample.num_beams=1 (off); set '
+                 'num_beams > 1 or leave length_penalty at 1.0')
+    return
+  for key, off in _SAMPLER_FILTERS:
+    if s[key] != off:
+      refuse_key(f'sample.{key}', s[key],
+                 f'beam search (config.sample.num_beams={s.num_beams}) does not sample; '
+                 f'leave it at {off!r} or set num_beams=1')
+  if s.stop:
+    refuse_key('sample.stop', s.stop,
+               f'beam search (config.sample.num_beams={s.num_beams}) stops at '
+               'max_new_tokens, not at stop strings; set stop=() or num_beams=1')
 
 
 def _check_profile_steps(steps):

@@ -6,9 +6,12 @@
 
 One prompt streams its continuation to stdout as it is produced; a prompts
 file (one prompt a line, or JSONL with a "prompt" field) writes one JSON line
-per prompt. `chat` reads one message a line from stdin, keeps the model
-compiled between turns (prompts are padded to length buckets), and with the
-`qa` template asks "Question: ...\\nAnswer:" and stops at the next line.
+per prompt. With --config.sample.num_beams=K (K > 1) `generate` runs beam
+search instead of sampling (deterministic: the best beam is printed whole, and
+the JSON lines add its "score"). `chat` reads one message a line from stdin,
+keeps the model compiled between turns (prompts are padded to length buckets),
+and with the `qa` template asks "Question: ...\\nAnswer:" and stops at the next
+line; it samples (no beams).
 """
 
 import argparse
@@ -69,6 +72,8 @@ def generate_command(argv) -> int:
   run = load_run(args.run, args.step, overrides)
   gen, s = _generator(run), run.config.sample
   tok = run.tokenizer
+  if s.num_beams > 1:
+    return _beam_search_command(run, gen, prompts, args)
   if args.prompt is not None:
     shown = [0]
 
@@ -80,25 +85,58 @@ def generate_command(argv) -> int:
         shown[0] = len(text)
 
     row = gen.generate([tok.encode(args.prompt)], s.max_new_tokens, seed=s.seed,
-                       stop_strings=_stop_strings(run), decode=tok.decode, on_step=stream)[0]
+                       stop_tokens=run.stop_tokens, stop_strings=_stop_strings(run),
+                       decode=run.decode, on_step=stream)[0]
     sys.stdout.write(row.text[shown[0]:] + '\n')
     return 0
+
+  def batch_rows(batch, start):
+    rows = gen.generate([tok.encode(p) for p in batch], s.max_new_tokens, seed=s.seed,
+                        stop_tokens=run.stop_tokens, stop_strings=_stop_strings(run),
+                        decode=run.decode, row_ids=range(start, start + len(batch)))
+    return [(row, {}) for row in rows]
+
+  _write_jsonl(run, prompts, args, batch_rows)
+  return 0
+
+
+def _beam_search_command(run, gen, prompts, args) -> int:
+  """`generate` with config.sample.num_beams > 1: the best beam of each prompt."""
+  from lm_jax.generate.beam_search import beam_search
+  from lm_jax.generate.decode_loop import Generated
+  s, tok = run.config.sample, run.tokenizer
+
+  def batch_rows(batch, start):
+    del start  # beam search does not sample: no per-row keys
+    results = beam_search(gen, [tok.encode(p) for p in batch], s.max_new_tokens,
+                          num_beams=s.num_beams, length_penalty=s.length_penalty,
+                          stop_tokens=run.stop_tokens)
+    return [(Generated(tokens, run.decode(tokens),
+                       'length' if len(tokens) == s.max_new_tokens else 'stop_token'),
+             {'score': score}) for tokens, score in results]
+
+  if args.prompt is not None:
+    sys.stdout.write(batch_rows(prompts, 0)[0][0].text + '\n')
+    return 0
+  _write_jsonl(run, prompts, args, batch_rows)
+  return 0
+
+
+def _write_jsonl(run, prompts, args, batch_rows) -> None:
+  """One JSON line per prompt, to --output or stdout; batch_rows(prompts, first row id) ->
+  [(Generated, extra fields)]."""
   out = open(args.output, 'w', encoding='utf-8') if args.output else sys.stdout
   try:
     for start in range(0, len(prompts), args.batch_size):
       batch = prompts[start:start + args.batch_size]
-      rows = gen.generate([tok.encode(p) for p in batch], s.max_new_tokens, seed=s.seed,
-                          stop_strings=_stop_strings(run), decode=tok.decode,
-                          row_ids=range(start, start + len(batch)))
-      for prompt, row in zip(batch, rows):
+      for prompt, (row, extra) in zip(batch, batch_rows(batch, start)):
         out.write(json.dumps({'prompt': prompt, 'completion': row.text, 'finish': row.finish,
-                              'tokens': len(row.tokens), 'step': run.step},
+                              'tokens': len(row.tokens), 'step': run.step, **extra},
                              ensure_ascii=False) + '\n')
       out.flush()
   finally:
     if out is not sys.stdout:
       out.close()
-  return 0
 
 
 def read_text_lines(path: str, field: str = 'prompt', flag: str = '--prompts-file') -> list[str]:
@@ -128,6 +166,10 @@ def chat(run, lines, out, template: str = 'qa', history: bool = False, gen=None)
   if template not in TEMPLATES:
     raise ConfigError(f'--template {template}: choose one of {", ".join(TEMPLATES)}')
   form, stops = TEMPLATES[template]
+  if run.config.sample.num_beams > 1:
+    raise ConfigError(f'config.sample.num_beams={run.config.sample.num_beams}: lm-jax chat '
+                      'samples (its templates stop at strings, which beam search does not); '
+                      'use num_beams=1 here, or beams with lm-jax generate')
   gen = gen or _generator(run, bucket=64)
   s, tok, context = run.config.sample, run.tokenizer, ''
   for turn, message in enumerate(lines):
@@ -136,7 +178,8 @@ def chat(run, lines, out, template: str = 'qa', history: bool = False, gen=None)
       continue
     prompt = context + form.format(message=message)
     row = gen.generate([tok.encode(prompt)], s.max_new_tokens, seed=s.seed + turn,
-                       stop_strings=_stop_strings(run, stops), decode=tok.decode)[0]
+                       stop_tokens=run.stop_tokens, stop_strings=_stop_strings(run, stops),
+                       decode=run.decode)[0]
     answer = row.text.strip()
     out.write(answer + '\n')
     out.flush()

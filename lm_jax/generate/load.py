@@ -1,6 +1,7 @@
 """A trained run, loaded for generation: its saved config, tokenizer, model and params."""
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -32,9 +33,49 @@ class LoadedRun:
   def decoding(self):
     decoding = self.built.family.decoding
     if decoding is None:
+      from lm_jax.models.registry import all_families  # pylint: disable=g-import-not-at-top
+      able = ', '.join(repr(f.name) for f in all_families() if f.decoding is not None)
       raise ConfigError(f'config.model.family={self.built.family.name!r} cannot generate '
-                        '(its registry entry has no decoding)')
+                        f'(its registry entry has no decoding); runs of the families {able} '
+                        'can')
     return decoding
+
+  @functools.cached_property
+  def special_ids(self) -> dict[str, int]:
+    """{role: id} of the special tokens of the run's task (lm_jax/data/special_tokens.py)."""
+    return special_tokens.special_ids(self.tokenizer,
+                                      task_of(self.config).special_tokens(self.config.data))
+
+  @property
+  def stop_tokens(self) -> tuple[int, ...]:
+    """The run's <eos> where its task has one (T5 targets, eos-separated documents): the
+    end of a generated text."""
+    return (self.special_ids['eos'],) if 'eos' in self.special_ids else ()
+
+  @functools.cached_property
+  def _spelled(self) -> dict[int, str]:
+    # Every role's appended id, then the task's own (where two roles share an id, it names it).
+    spelled = {}
+    for ids in (special_tokens.special_ids(self.tokenizer, special_tokens.ROLES),
+                self.special_ids):
+      spelled.update({i: special_tokens.SPELLING[role] for role, i in ids.items()})
+    return spelled
+
+  def decode(self, ids) -> str:
+    """The text of `ids`: text ids through the tokenizer, the ids past its vocabulary as
+    their role's spelling (`<extra_id_0>`, `<eos>`), or `<id N>`."""
+    pieces, text_ids = [], []
+    for i in map(int, ids):
+      if i < self.tokenizer.vocab_size:
+        text_ids.append(i)
+        continue
+      if text_ids:
+        pieces.append(self.tokenizer.decode(text_ids))
+        text_ids = []
+      pieces.append(self._spelled.get(i, f'<id {i}>'))
+    if text_ids or not pieces:
+      pieces.append(self.tokenizer.decode(text_ids))
+    return ''.join(pieces)
 
 
 def config_from_saved(saved: dict) -> ml_collections.ConfigDict:
