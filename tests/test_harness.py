@@ -105,6 +105,15 @@ def test_loglikelihood_is_the_sum_of_the_continuations_log_probs(tmp_path):
     assert logp == pytest.approx(want, abs=1e-4)
 
 
+def test_harness_refuses_beams_it_would_not_use(tmp_path):
+  from lm_jax.errors import ConfigError
+  from lm_jax.harness.command import harness_command
+  make_run_dir(str(tmp_path / 'run'))
+  with pytest.raises(ConfigError, match=r'sample.num_beams=4.*valid: 1'):
+    harness_command(['--run', str(tmp_path / 'run'), '--tasks', 'x',
+                     '--config.sample.num_beams=4'])
+
+
 @pytest.mark.slow  # ~40 s: a subprocess importing lm_eval, datasets and torch
 def test_harness_command_scores_local_tasks(tmp_path):
   import json

@@ -43,6 +43,11 @@ def harness_command(argv) -> int:
   except SystemExit as e:
     raise ConfigError(f'lm-jax harness: bad arguments {" ".join(argv)}\n{__doc__}') from e
   loaded = load_run(args.run, args.step, overrides)
+  if loaded.config.sample.num_beams != 1:
+    # lm-eval passes its own generation settings per request (greedy or sampled).
+    raise ConfigError(f'config.sample.num_beams={loaded.config.sample.num_beams}: lm-jax '
+                      'harness generates as each lm-eval task asks (greedy or sampled); '
+                      'valid: 1')
   results = evaluate_tasks(loaded, [t for t in args.tasks.split(',') if t],
                            args.include_path, args.limit, args.batch_size)
   summary = {'step': loaded.step, 'results': results['results']}
