@@ -1,0 +1,414 @@
+"""Prepared-token storage: raw memory-mapped .bin (the project's) vs ArrayRecord (issue 8).
+
+    nice -n 10 python experiments/bench_token_storage.py [--tokens 200000000] [--out r.jsonl]
+
+Generated random token ids (uint16, vocabulary 50257; no download) are written under --dir
+(default /tmp/bench_storage, deleted afterwards unless --keep) as
+
+  memmap      one raw .bin file, the format of lm_jax/data/prepare.py (ndarray.tofile in
+              ~1 MB pieces), read through the project's own classes: TokenStream (np.memmap,
+              lazily) cut by pipeline.Windows into non-overlapping windows of L + 1 tokens.
+              One file serves every L: the window length is chosen at load time.
+  ar_default  ArrayRecord, one record per window of L + 1 tokens (the uint16 bytes), the
+              writer's default options (array_record 0.8: group_size:1, zstd:3)
+  ar_raw      ArrayRecord 'group_size:1,uncompressed'
+  ar_g65536   ArrayRecord 'group_size:65536' (the C++ library's documented default, for
+              sequential reading; grain asks for group_size:1)
+  An ArrayRecord file fixes L: one file per window length.
+
+Each round (--rounds, default 3) writes every file afresh (write + fsync: MB/s of token bytes,
+file size) and then, for L = 256 and L = 1024 (batch 8, the CPU bench model's shape and a
+longer one), reads batches of 8 random window indices (seeded rng, the same indices for every
+format) in the order memmap, ar_default, ar_raw, ar_g65536:
+
+  cold      the file's pages evicted from the page cache (fsync + posix_fadvise DONTNEED,
+            checked with fincore), fresh readers (opening is in the first batch), one
+            record / window at a time (drop_caches is tried too; it needs root + writable /proc)
+  plain     warm cache, one window at a time: Windows[k] / ArrayRecordDataSource[k]
+  batched   warm cache, the 8 indices at once: a fancy-indexed memmap gather /
+            ArrayRecordDataSource.__getitems__
+  grain     warm cache, the project's loader: pipeline.train_dataset (grain MapDataset:
+            shuffled window indices -> batch -> _read_rows) + train_iterator (prefetch 2);
+            ArrayRecord plugs in as 2-D example rows (windows_of -> ExampleRows)
+
+Every batch is int32 [8, L + 1] (what Windows returns). Reported per measurement: batches/s,
+median and p99 latency per batch, and the foreign load (busy CPU of other processes meanwhile,
+from /proc/stat, in cores). The table holds the medians over rounds and, per round,
+format / memmap (batches/s, or write MB/s) as median [min, max].
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top,wrong-import-position
+import grain  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from lm_jax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm_jax.data.token_stream import TokenStream  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+VOCAB = 50257
+BATCH = 8
+DTYPE = np.uint16
+AR_OPTIONS = {'ar_default': '', 'ar_raw': 'group_size:1,uncompressed',
+              'ar_g65536': 'group_size:65536'}
+FORMATS = ('memmap',) + tuple(AR_OPTIONS)
+MODES = ('cold', 'plain', 'batched', 'grain')
+
+
+# ---- storage: writing ----------------------------------------------------------------------
+
+def _fsync(path: str) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def write_bin(path: str, ids: np.ndarray, piece: int = 1 << 19) -> float:
+  """Writes ids as prepare.py does (tofile, appended piece by piece) + fsync; seconds."""
+  t0 = time.perf_counter()
+  with open(path, 'wb') as f:
+    for a in range(0, len(ids), piece):
+      ids[a:a + piece].tofile(f)
+  _fsync(path)
+  return time.perf_counter() - t0
+
+
+def write_arrayrecord(path: str, ids: np.ndarray, window: int, options: str) -> float:
+  """Writes one record per non-overlapping `window`-token window (its bytes) + fsync;
+  seconds. The ragged tail is dropped, as Windows drops it."""
+  rows = ids[:len(ids) // window * window].reshape(-1, window)
+  t0 = time.perf_counter()
+  writer = array_record_module.ArrayRecordWriter(path, options)
+  for row in rows:
+    writer.write(row.tobytes())
+  writer.close()
+  _fsync(path)
+  return time.perf_counter() - t0
+
+
+# ---- storage: reading ----------------------------------------------------------------------
+
+class MemmapReader:
+  """The project's reader: TokenStream over the .bin, Windows of `window` tokens."""
+
+  def __init__(self, path: str, window: int):
+    count = os.path.getsize(path) // np.dtype(DTYPE).itemsize
+    self.tokens = TokenStream([path], [count], DTYPE)
+    self.windows = pipeline.Windows(self.tokens, window)
+    self.window = window
+
+  def __len__(self) -> int:
+    return len(self.windows)
+
+  def batch(self, keys) -> np.ndarray:
+    return np.stack([self.windows[int(k)] for k in keys])
+
+  def batched(self, keys) -> np.ndarray:
+    """All rows in one gather from the mapped shard (not a path the project takes)."""
+    ids = self.tokens._shard(0)  # pylint: disable=protected-access
+    starts = np.asarray(keys, np.int64) * self.window
+    return ids[starts[:, None] + np.arange(self.window)].astype(np.int32)
+
+  def source(self):
+    return self.tokens  # train_dataset cuts its Windows itself
+
+
+class ArrayRecordReader:
+  """Windows as ArrayRecord records, through grain's ArrayRecordDataSource. Shaped like a
+  task's [N, W] example rows (ndim, shape, rows by index), so pipeline.windows_of takes it."""
+  ndim = 2
+
+  def __init__(self, path: str, window: int):
+    self.data = grain.sources.ArrayRecordDataSource([path])
+    self.window = window
+    self.shape = (len(self.data), window)
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def __getitem__(self, index) -> np.ndarray:
+    return np.frombuffer(self.data[int(index)], DTYPE).astype(np.int32)
+
+  def batch(self, keys) -> np.ndarray:
+    return np.stack([self[k] for k in keys])
+
+  def batched(self, keys) -> np.ndarray:
+    records = self.data.__getitems__([int(k) for k in keys])
+    return np.frombuffer(b''.join(records), DTYPE).reshape(len(keys), -1).astype(np.int32)
+
+  def source(self):
+    return self
+
+  def close(self) -> None:
+    self.data.__exit__(None, None, None)
+
+
+def open_reader(fmt: str, path: str, window: int):
+  return MemmapReader(path, window) if fmt == 'memmap' else ArrayRecordReader(path, window)
+
+
+def grain_iterator(reader, seq_len: int, seed: int, prefetch: int = 2):
+  """The project's train loader over `reader`'s windows (batch 8, all rows)."""
+  ds = pipeline.train_dataset(reader.source(), seq_len, BATCH, seed)
+  return pipeline.train_iterator(ds, prefetch)
+
+
+# ---- page cache, load --------------------------------------------------------------------
+
+def evict(path: str) -> None:
+  """Drops `path`'s pages from the page cache (works unprivileged for clean pages)."""
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+  finally:
+    os.close(fd)
+
+
+def resident_fraction(path: str) -> float | None:
+  """Fraction of `path` in the page cache (util-linux fincore), None if unavailable."""
+  try:
+    out = subprocess.run(['fincore', '-b', '-n', '-o', 'RES,SIZE', path], check=True,
+                         capture_output=True, text=True).stdout.split()
+    return int(out[0]) / max(int(out[1]), 1)
+  except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
+    return None
+
+
+def warm(path: str) -> None:
+  with open(path, 'rb') as f:
+    while f.read(16 << 20):
+      pass
+
+
+def try_drop_caches() -> str:
+  try:
+    with open('/proc/sys/vm/drop_caches', 'w', encoding='ascii') as f:
+      f.write('3\n')
+    return 'ok'
+  except OSError as e:
+    return f'failed: {e.strerror}'
+
+
+def cpu_busy() -> float:
+  """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
+  with open('/proc/stat', encoding='ascii') as f:
+    fields = [int(x) for x in f.readline().split()[1:]]
+  return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf('SC_CLK_TCK')
+
+
+def own_cpu() -> float:
+  t = os.times()
+  return t.user + t.system + t.children_user + t.children_system
+
+
+class Load:
+  """Foreign load over a span: other processes' busy CPU seconds / wall seconds."""
+
+  def __enter__(self):
+    self.t0, self.busy0, self.own0 = time.perf_counter(), cpu_busy(), own_cpu()
+    return self
+
+  def __exit__(self, *exc):
+    wall = time.perf_counter() - self.t0
+    own = own_cpu() - self.own0
+    self.foreign = max(cpu_busy() - self.busy0 - own, 0.0) / max(wall, 1e-9)
+    self.own_cores = own / max(wall, 1e-9)
+
+
+# ---- measuring ---------------------------------------------------------------------------
+
+def timed_batches(next_batch, keys_NxB: np.ndarray, seconds: float, min_batches: int = 3):
+  """Latency (s) of each batch until `seconds` pass (at least min_batches, at most all keys)."""
+  lat, start = [], time.perf_counter()
+  for keys in keys_NxB:
+    t = time.perf_counter()
+    out = next_batch(keys)
+    lat.append(time.perf_counter() - t)
+    del out
+    if time.perf_counter() - start > seconds and len(lat) >= min_batches:
+      break
+  return np.asarray(lat)
+
+
+def summary(lat: np.ndarray) -> dict:
+  return {'batches': int(len(lat)), 'batches_per_s': float(len(lat) / lat.sum()),
+          'median_ms': float(np.median(lat) * 1e3), 'p99_ms': float(np.percentile(lat, 99) * 1e3),
+          'first_ms': float(lat[0] * 1e3)}
+
+
+def read_modes(fmt: str, path: str, seq_len: int, keys_NxB: np.ndarray, seed: int,
+               seconds: float) -> list[dict]:
+  """The four read measurements of one file."""
+  window, out = seq_len + 1, []
+  evict(path)
+  resident = resident_fraction(path)
+  with Load() as load:
+    t = time.perf_counter()
+    reader = open_reader(fmt, path, window)
+    open_s = time.perf_counter() - t
+    lat = timed_batches(reader.batch, keys_NxB, seconds)
+    lat[0] += open_s
+  out.append({'mode': 'cold', 'resident_before': resident, 'open_ms': open_s * 1e3,
+              **summary(lat), 'foreign_cores': load.foreign, 'own_cores': load.own_cores})
+  warm(path)
+  resident = resident_fraction(path)
+  for mode, fn in (('plain', reader.batch), ('batched', reader.batched)):
+    fn(keys_NxB[0])
+    with Load() as load:
+      lat = timed_batches(fn, keys_NxB[1:], seconds)
+    out.append({'mode': mode, 'resident_before': resident, **summary(lat),
+                'foreign_cores': load.foreign, 'own_cores': load.own_cores})
+  it = grain_iterator(reader, seq_len, seed)
+  for _ in range(3):
+    next(it)
+  with Load() as load:
+    lat = timed_batches(lambda _: next(it)['inputs'], keys_NxB, seconds)
+  out.append({'mode': 'grain', 'resident_before': resident, **summary(lat),
+              'foreign_cores': load.foreign, 'own_cores': load.own_cores})
+  del it
+  if hasattr(reader, 'close'):
+    reader.close()
+  return out
+
+
+def same_windows(paths: dict, ids: np.ndarray, seq_len: int, keys) -> bool:
+  """Whether every format, one window at a time and batched, returns windows k of `ids`
+  (ids[k * (L + 1):(k + 1) * (L + 1)]) for `keys`."""
+  w = seq_len + 1
+  want = np.stack([ids[int(k) * w:(int(k) + 1) * w] for k in keys]).astype(np.int32)
+  for fmt, path in paths.items():
+    reader = open_reader(fmt, path, w)
+    if not (np.array_equal(reader.batch(keys), want) and np.array_equal(reader.batched(keys), want)):
+      return False
+  return True
+
+
+def ratio_text(values: list[float]) -> str:
+  return f'{np.median(values):.2f} [{min(values):.2f}, {max(values):.2f}]'
+
+
+def print_table(records: list[dict]) -> None:
+  """Medians over rounds, and per-round format / memmap ratios (median [min, max])."""
+  def rows(**match):
+    return [r for r in records if all(r.get(k) == v for k, v in match.items())]
+  print('\nwrite + fsync (MB/s of token bytes; ratio = format / memmap, per round)')
+  print(f'| format | L | MB/s | file MB | size / tokens | ratio |\n|---|---:|---:|---:|---:|---:|')
+  for seq_len in sorted({r['seq_len'] for r in rows(kind='write') if r['seq_len']}):
+    for fmt in FORMATS:
+      got = rows(kind='write', format=fmt, seq_len=None if fmt == 'memmap' else seq_len)
+      base = rows(kind='write', format='memmap')
+      if not got:
+        continue
+      ratio = '' if fmt == 'memmap' else ratio_text(
+          [g['mb_per_s'] / b['mb_per_s'] for g, b in zip(got, base)])
+      print(f'| {fmt} | {"any" if fmt == "memmap" else seq_len} | '
+            f'{np.median([g["mb_per_s"] for g in got]):.0f} | {got[0]["file_mb"]:.0f} | '
+            f'{got[0]["file_mb"] / got[0]["token_mb"]:.3f} | {ratio} |')
+  print('\nreads, batch 8 x (L + 1) at random window indices (medians over rounds; '
+        'ratio = format / memmap batches/s, per round)')
+  print('| L | mode | format | batches/s | median ms | p99 ms | ratio | foreign cores |\n'
+        '|---:|---|---|---:|---:|---:|---:|---:|')
+  for seq_len in sorted({r['seq_len'] for r in rows(kind='read')}):
+    for mode in MODES:
+      base = rows(kind='read', seq_len=seq_len, mode=mode, format='memmap')
+      for fmt in FORMATS:
+        got = rows(kind='read', seq_len=seq_len, mode=mode, format=fmt)
+        if not got:
+          continue
+        ratio = '' if fmt == 'memmap' else ratio_text(
+            [g['batches_per_s'] / b['batches_per_s'] for g, b in zip(got, base)])
+        med = {k: np.median([g[k] for g in got]) for k in
+               ('batches_per_s', 'median_ms', 'p99_ms', 'foreign_cores')}
+        print(f'| {seq_len} | {mode} | {fmt} | {med["batches_per_s"]:,.0f} | '
+              f'{med["median_ms"]:.3f} | {med["p99_ms"]:.3f} | {ratio} | '
+              f'{med["foreign_cores"]:.2f} |')
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--tokens', type=int, default=200_000_000)
+  p.add_argument('--seq-lens', default='256,1024')
+  p.add_argument('--rounds', type=int, default=3)
+  p.add_argument('--seconds', type=float, default=1.5, help='time per read measurement')
+  p.add_argument('--formats', default=','.join(FORMATS))
+  p.add_argument('--dir', default='/tmp/bench_storage')
+  p.add_argument('--keep', action='store_true')
+  p.add_argument('--out', default='')
+  args = p.parse_args()
+  seq_lens = [int(s) for s in args.seq_lens.split(',')]
+  formats = [f for f in FORMATS if f in args.formats.split(',')]
+  if 'memmap' not in formats:
+    p.error('--formats must include memmap (the ratios are against it)')
+  meta = {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+          'machine': f'{platform.machine()}, {os.cpu_count()} CPUs',
+          'python': platform.python_version(), 'tokens': args.tokens,
+          'drop_caches': try_drop_caches(), 'loadavg_start': os.getloadavg()}
+  print(json.dumps(meta), flush=True)
+  os.makedirs(args.dir, exist_ok=True)
+  ids = np.random.default_rng(0).integers(0, VOCAB, args.tokens).astype(DTYPE)
+  token_mb = ids.nbytes / 1e6
+  records = []
+  try:
+    for rnd in range(args.rounds):
+      paths = {L: {} for L in seq_lens}
+      for fmt in formats:  # write, in the alternating order
+        for seq_len in ([None] if fmt == 'memmap' else seq_lens):
+          path = os.path.join(args.dir, f'{fmt}-{seq_len or "all"}.{"bin" if fmt == "memmap" else "ar"}')
+          with Load() as load:
+            secs = (write_bin(path, ids) if fmt == 'memmap' else
+                    write_arrayrecord(path, ids, seq_len + 1, AR_OPTIONS[fmt]))
+          rec = {**meta, 'kind': 'write', 'round': rnd, 'format': fmt, 'seq_len': seq_len,
+                 'seconds': secs, 'mb_per_s': token_mb / secs, 'token_mb': token_mb,
+                 'file_mb': os.path.getsize(path) / 1e6, 'foreign_cores': load.foreign}
+          records.append(rec)
+          print(f'round {rnd} write {fmt:10s} L={seq_len or "any"}: {rec["mb_per_s"]:.0f} MB/s, '
+                f'{rec["file_mb"]:.0f} MB, foreign {load.foreign:.2f} cores', flush=True)
+          for L in ([seq_len] if seq_len else seq_lens):
+            paths[L][fmt] = path
+      for seq_len in seq_lens:
+        rng = np.random.default_rng([rnd, seq_len])
+        n = args.tokens // (seq_len + 1)
+        keys = rng.integers(0, n, size=(100_000, BATCH))
+        assert same_windows(paths[seq_len], ids, seq_len, keys[0]), 'formats disagree'
+        for fmt in formats:
+          for rec in read_modes(fmt, paths[seq_len][fmt], seq_len, keys, seed=rnd,
+                                seconds=args.seconds):
+            rec.update(meta, kind='read', round=rnd, format=fmt, seq_len=seq_len)
+            records.append(rec)
+            print(f'round {rnd} L={seq_len} {rec["mode"]:7s} {fmt:10s}: '
+                  f'{rec["batches_per_s"]:9,.0f} batches/s, median {rec["median_ms"]:.3f} ms, '
+                  f'p99 {rec["p99_ms"]:.3f} ms ({rec["batches"]} batches; resident before '
+                  f'{rec["resident_before"]}; foreign {rec["foreign_cores"]:.2f} cores)',
+                  flush=True)
+      for seq_len in seq_lens:  # the next round writes them afresh
+        for path in paths[seq_len].values():
+          if os.path.exists(path) and not args.keep:
+            os.remove(path)
+  finally:
+    if not args.keep:
+      shutil.rmtree(args.dir, ignore_errors=True)
+  print(f'load average at the end: {os.getloadavg()}')
+  print_table(records)
+  if args.out:
+    with open(args.out, 'a', encoding='utf-8') as f:
+      for r in records:
+        f.write(json.dumps(r) + '\n')
+
+
+if __name__ == '__main__':
+  main()
