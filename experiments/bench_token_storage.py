@@ -64,7 +64,8 @@ DTYPE = np.uint16
 AR_OPTIONS = {'ar_default': '', 'ar_raw': 'group_size:1,uncompressed',
               'ar_g65536': 'group_size:65536'}
 FORMATS = ('memmap',) + tuple(AR_OPTIONS)
-MODES = ('cold', 'plain', 'batched', 'grain')
+MODES = ('cold', 'plain', 'range', 'batched', 'grain', 'grain_range')
+BASE_MODE = {'range': 'plain', 'grain_range': 'grain'}  # what memmap does instead
 
 
 # ---- storage: writing ----------------------------------------------------------------------
@@ -77,26 +78,32 @@ def _fsync(path: str) -> None:
     os.close(fd)
 
 
-def write_bin(path: str, ids: np.ndarray, piece: int = 1 << 19) -> float:
-  """Writes ids as prepare.py does (tofile, appended piece by piece) + fsync; seconds."""
+def write_bin(paths: list[str], ids: np.ndarray, piece: int = 1 << 19) -> float:
+  """Writes ids as prepare.py does (tofile, appended piece by piece), shard i holding
+  tokens [i * S, (i + 1) * S) of S = ceil(len / shards), + fsync; seconds."""
+  per = -(-len(ids) // len(paths))
   t0 = time.perf_counter()
-  with open(path, 'wb') as f:
-    for a in range(0, len(ids), piece):
-      ids[a:a + piece].tofile(f)
-  _fsync(path)
+  for i, path in enumerate(paths):
+    with open(path, 'wb') as f:
+      for a in range(i * per, min((i + 1) * per, len(ids)), piece):
+        ids[a:min(a + piece, (i + 1) * per)].tofile(f)
+    _fsync(path)
   return time.perf_counter() - t0
 
 
-def write_arrayrecord(path: str, ids: np.ndarray, window: int, options: str) -> float:
-  """Writes one record per non-overlapping `window`-token window (its bytes) + fsync;
-  seconds. The ragged tail is dropped, as Windows drops it."""
+def write_arrayrecord(paths: list[str], ids: np.ndarray, window: int, options: str) -> float:
+  """Writes one record per non-overlapping `window`-token window (its bytes), file i holding
+  windows [i * R, (i + 1) * R) of R = ceil(windows / files), + fsync; seconds. The ragged
+  tail is dropped, as Windows drops it."""
   rows = ids[:len(ids) // window * window].reshape(-1, window)
+  per = -(-len(rows) // len(paths))
   t0 = time.perf_counter()
-  writer = array_record_module.ArrayRecordWriter(path, options)
-  for row in rows:
-    writer.write(row.tobytes())
-  writer.close()
-  _fsync(path)
+  for i, path in enumerate(paths):
+    writer = array_record_module.ArrayRecordWriter(path, options)
+    for row in rows[i * per:(i + 1) * per]:
+      writer.write(row.tobytes())
+    writer.close()
+    _fsync(path)
   return time.perf_counter() - t0
 
 
@@ -105,9 +112,9 @@ def write_arrayrecord(path: str, ids: np.ndarray, window: int, options: str) -> 
 class MemmapReader:
   """The project's reader: TokenStream over the .bin, Windows of `window` tokens."""
 
-  def __init__(self, path: str, window: int):
-    count = os.path.getsize(path) // np.dtype(DTYPE).itemsize
-    self.tokens = TokenStream([path], [count], DTYPE)
+  def __init__(self, paths: list[str], window: int):
+    counts = [os.path.getsize(p) // np.dtype(DTYPE).itemsize for p in paths]
+    self.tokens = TokenStream(paths, counts, DTYPE)
     self.windows = pipeline.Windows(self.tokens, window)
     self.window = window
 
@@ -118,30 +125,57 @@ class MemmapReader:
     return np.stack([self.windows[int(k)] for k in keys])
 
   def batched(self, keys) -> np.ndarray:
-    """All rows in one gather from the mapped shard (not a path the project takes)."""
-    ids = self.tokens._shard(0)  # pylint: disable=protected-access
+    """All rows in one gather per mapped shard (not a path the project takes); a window
+    across two shards falls back to the stream's slice."""
+    out = np.empty((len(keys), self.window), np.int32)
     starts = np.asarray(keys, np.int64) * self.window
-    return ids[starts[:, None] + np.arange(self.window)].astype(np.int32)
+    shard = np.searchsorted(self.tokens.offsets, starts, side='right') - 1
+    for i in np.unique(shard):
+      rows = np.flatnonzero(shard == i)
+      lo = starts[rows] - self.tokens.offsets[i]
+      inside = lo + self.window <= self.tokens.counts[i]
+      ids = self.tokens._shard(int(i))  # pylint: disable=protected-access
+      out[rows[inside]] = ids[lo[inside, None] + np.arange(self.window)]
+      for r in rows[~inside]:
+        out[r] = self.windows[int(keys[r])]
+    return out
 
   def source(self):
     return self.tokens  # train_dataset cuts its Windows itself
 
 
 class ArrayRecordReader:
-  """Windows as ArrayRecord records, through grain's ArrayRecordDataSource. Shaped like a
-  task's [N, W] example rows (ndim, shape, rows by index), so pipeline.windows_of takes it."""
+  """Windows as ArrayRecord records, through grain's ArrayRecordDataSource (or, range_reads,
+  the files' readers' read(k, k + 1)). Shaped like a task's [N, W] example rows (ndim, shape,
+  rows by index), so pipeline.windows_of takes it."""
   ndim = 2
 
-  def __init__(self, path: str, window: int):
-    self.data = grain.sources.ArrayRecordDataSource([path])
+  def __init__(self, paths: list[str], window: int, range_reads: bool = False):
+    self.data = grain.sources.ArrayRecordDataSource(list(paths))
     self.window = window
     self.shape = (len(self.data), window)
+    self.range_reads, self.paths, self._readers = range_reads, list(paths), {}
+    self._starts = None
 
   def __len__(self) -> int:
     return self.shape[0]
 
+  def _record(self, index: int) -> bytes:
+    """Record `index` by read(k, k + 1): not ArrayRecordDataSource's read([k]), which
+    array_record 0.8.6 makes O(records in the file) (a per-chunk table per call)."""
+    if self._starts is None:
+      counts = [array_record_module.ArrayRecordReader(p).num_records() for p in self.paths]
+      self._starts = np.concatenate([[0], np.cumsum(counts)])
+    f = int(np.searchsorted(self._starts, index, side='right')) - 1
+    if f not in self._readers:  # the data source's reader options
+      self._readers[f] = array_record_module.ArrayRecordReader(
+          self.paths[f], 'readahead_buffer_size:0', file_reader_buffer_size=32768)
+    k = index - int(self._starts[f])
+    return self._readers[f].read(k, k + 1)[0]
+
   def __getitem__(self, index) -> np.ndarray:
-    return np.frombuffer(self.data[int(index)], DTYPE).astype(np.int32)
+    record = self._record(int(index)) if self.range_reads else self.data[int(index)]
+    return np.frombuffer(record, DTYPE).astype(np.int32)
 
   def batch(self, keys) -> np.ndarray:
     return np.stack([self[k] for k in keys])
@@ -155,10 +189,13 @@ class ArrayRecordReader:
 
   def close(self) -> None:
     self.data.__exit__(None, None, None)
+    for reader in self._readers.values():
+      reader.close()
 
 
-def open_reader(fmt: str, path: str, window: int):
-  return MemmapReader(path, window) if fmt == 'memmap' else ArrayRecordReader(path, window)
+def open_reader(fmt: str, paths: list[str], window: int, range_reads: bool = False):
+  return (MemmapReader(paths, window) if fmt == 'memmap'
+          else ArrayRecordReader(paths, window, range_reads))
 
 
 def grain_iterator(reader, seq_len: int, seed: int, prefetch: int = 2):
@@ -179,13 +216,14 @@ def evict(path: str) -> None:
     os.close(fd)
 
 
-def resident_fraction(path: str) -> float | None:
-  """Fraction of `path` in the page cache (util-linux fincore), None if unavailable."""
+def resident_fraction(paths: list[str]) -> float | None:
+  """Fraction of `paths` in the page cache (util-linux fincore), None if unavailable."""
   try:
-    out = subprocess.run(['fincore', '-b', '-n', '-o', 'RES,SIZE', path], check=True,
+    out = subprocess.run(['fincore', '-b', '-n', '-o', 'RES,SIZE', *paths], check=True,
                          capture_output=True, text=True).stdout.split()
-    return int(out[0]) / max(int(out[1]), 1)
-  except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
+    res, size = np.asarray(out, np.int64).reshape(-1, 2).sum(0)
+    return float(res / max(size, 1))
+  except (OSError, subprocess.CalledProcessError, ValueError):
     return None
 
 
@@ -195,11 +233,17 @@ def warm(path: str) -> None:
       pass
 
 
-def try_drop_caches() -> str:
+def drop_caches(really: bool) -> str:
+  """Drops the whole page cache (needs root and a writable /proc) if `really`; else says
+  whether it could (every job on the machine would lose its cache: per-file eviction is
+  what the cold reads use)."""
+  path = '/proc/sys/vm/drop_caches'
+  if not really:
+    return 'writable, not used' if os.access(path, os.W_OK) else 'not writable'
   try:
-    with open('/proc/sys/vm/drop_caches', 'w', encoding='ascii') as f:
+    with open(path, 'w', encoding='ascii') as f:
       f.write('3\n')
-    return 'ok'
+    return 'dropped'
   except OSError as e:
     return f'failed: {e.strerror}'
 
@@ -235,7 +279,7 @@ class Load:
 def timed_batches(next_batch, keys_NxB: np.ndarray, seconds: float, min_batches: int = 3):
   """Latency (s) of each batch until `seconds` pass (at least min_batches, at most all keys)."""
   lat, start = [], time.perf_counter()
-  for keys in keys_NxB:
+  for keys in keys_NxB:  # pylint: disable=not-an-iterable
     t = time.perf_counter()
     out = next_batch(keys)
     lat.append(time.perf_counter() - t)
@@ -251,38 +295,45 @@ def summary(lat: np.ndarray) -> dict:
           'first_ms': float(lat[0] * 1e3)}
 
 
-def read_modes(fmt: str, path: str, seq_len: int, keys_NxB: np.ndarray, seed: int,
-               seconds: float) -> list[dict]:
-  """The four read measurements of one file."""
+def read_modes(fmt: str, paths: list[str], seq_len: int, keys_NxB: np.ndarray, seed: int,
+               seconds: float, cold_batches: int) -> list[dict]:
+  """The read measurements of one format's files (MODES; range modes for ArrayRecord)."""
   window, out = seq_len + 1, []
-  evict(path)
-  resident = resident_fraction(path)
+  for path in paths:
+    evict(path)
+  resident = resident_fraction(paths)
   with Load() as load:
     t = time.perf_counter()
-    reader = open_reader(fmt, path, window)
+    reader = open_reader(fmt, paths, window)
     open_s = time.perf_counter() - t
-    lat = timed_batches(reader.batch, keys_NxB, seconds)
+    lat = timed_batches(reader.batch, keys_NxB[:cold_batches], seconds)
     lat[0] += open_s
   out.append({'mode': 'cold', 'resident_before': resident, 'open_ms': open_s * 1e3,
-              **summary(lat), 'foreign_cores': load.foreign, 'own_cores': load.own_cores})
-  warm(path)
-  resident = resident_fraction(path)
-  for mode, fn in (('plain', reader.batch), ('batched', reader.batched)):
-    fn(keys_NxB[0])
+              'resident_after': resident_fraction(paths), **summary(lat),
+              'foreign_cores': load.foreign, 'own_cores': load.own_cores})
+  for path in paths:
+    warm(path)
+  resident = resident_fraction(paths)
+  ranged = None if fmt == 'memmap' else open_reader(fmt, paths, window, range_reads=True)
+  modes = [('plain', reader), ('batched', reader), ('grain', reader)]
+  if ranged is not None:
+    modes[1:1] = [('range', ranged)]
+    modes.append(('grain_range', ranged))
+  for mode, r in modes:
+    if mode.startswith('grain'):
+      it = grain_iterator(r, seq_len, seed)
+      fn = lambda _, it=it: next(it)['inputs']
+    else:
+      fn = r.batched if mode == 'batched' else r.batch
+    for _ in range(3):
+      fn(keys_NxB[0])
     with Load() as load:
       lat = timed_batches(fn, keys_NxB[1:], seconds)
     out.append({'mode': mode, 'resident_before': resident, **summary(lat),
                 'foreign_cores': load.foreign, 'own_cores': load.own_cores})
-  it = grain_iterator(reader, seq_len, seed)
-  for _ in range(3):
-    next(it)
-  with Load() as load:
-    lat = timed_batches(lambda _: next(it)['inputs'], keys_NxB, seconds)
-  out.append({'mode': 'grain', 'resident_before': resident, **summary(lat),
-              'foreign_cores': load.foreign, 'own_cores': load.own_cores})
-  del it
-  if hasattr(reader, 'close'):
-    reader.close()
+  for r in (reader, ranged):
+    if hasattr(r, 'close'):
+      r.close()
   return out
 
 
@@ -291,10 +342,12 @@ def same_windows(paths: dict, ids: np.ndarray, seq_len: int, keys) -> bool:
   (ids[k * (L + 1):(k + 1) * (L + 1)]) for `keys`."""
   w = seq_len + 1
   want = np.stack([ids[int(k) * w:(int(k) + 1) * w] for k in keys]).astype(np.int32)
-  for fmt, path in paths.items():
-    reader = open_reader(fmt, path, w)
-    if not (np.array_equal(reader.batch(keys), want) and np.array_equal(reader.batched(keys), want)):
-      return False
+  for fmt, files in paths.items():
+    for reader in [open_reader(fmt, files, w)] + (
+        [] if fmt == 'memmap' else [open_reader(fmt, files, w, range_reads=True)]):
+      if not (np.array_equal(reader.batch(keys), want)
+              and np.array_equal(reader.batched(keys), want)):
+        return False
   return True
 
 
@@ -325,7 +378,8 @@ def print_table(records: list[dict]) -> None:
         '|---:|---|---|---:|---:|---:|---:|---:|')
   for seq_len in sorted({r['seq_len'] for r in rows(kind='read')}):
     for mode in MODES:
-      base = rows(kind='read', seq_len=seq_len, mode=mode, format='memmap')
+      base = rows(kind='read', seq_len=seq_len, mode=BASE_MODE.get(mode, mode),
+                  format='memmap')
       for fmt in FORMATS:
         got = rows(kind='read', seq_len=seq_len, mode=mode, format=fmt)
         if not got:
@@ -342,10 +396,15 @@ def print_table(records: list[dict]) -> None:
 def main():
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--tokens', type=int, default=200_000_000)
+  p.add_argument('--shard-tokens', type=int, default=0,
+                 help='tokens per file (0: one file per format and L)')
   p.add_argument('--seq-lens', default='256,1024')
   p.add_argument('--rounds', type=int, default=3)
   p.add_argument('--seconds', type=float, default=1.5, help='time per read measurement')
+  p.add_argument('--cold-batches', type=int, default=100, help='batches of a cold read')
   p.add_argument('--formats', default=','.join(FORMATS))
+  p.add_argument('--drop-caches', action='store_true',
+                 help='also drop the whole page cache first (root; disturbs other jobs)')
   p.add_argument('--dir', default='/tmp/bench_storage')
   p.add_argument('--keep', action='store_true')
   p.add_argument('--out', default='')
@@ -354,10 +413,11 @@ def main():
   formats = [f for f in FORMATS if f in args.formats.split(',')]
   if 'memmap' not in formats:
     p.error('--formats must include memmap (the ratios are against it)')
+  shards = max(1, -(-args.tokens // args.shard_tokens)) if args.shard_tokens > 0 else 1
   meta = {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
           'machine': f'{platform.machine()}, {os.cpu_count()} CPUs',
-          'python': platform.python_version(), 'tokens': args.tokens,
-          'drop_caches': try_drop_caches(), 'loadavg_start': os.getloadavg()}
+          'python': platform.python_version(), 'tokens': args.tokens, 'files': shards,
+          'drop_caches': drop_caches(args.drop_caches), 'loadavg_start': os.getloadavg()}
   print(json.dumps(meta), flush=True)
   os.makedirs(args.dir, exist_ok=True)
   ids = np.random.default_rng(0).integers(0, VOCAB, args.tokens).astype(DTYPE)
@@ -368,37 +428,38 @@ def main():
       paths = {L: {} for L in seq_lens}
       for fmt in formats:  # write, in the alternating order
         for seq_len in ([None] if fmt == 'memmap' else seq_lens):
-          path = os.path.join(args.dir, f'{fmt}-{seq_len or "all"}.{"bin" if fmt == "memmap" else "ar"}')
+          ext = 'bin' if fmt == 'memmap' else 'ar'
+          files = [os.path.join(args.dir, f'{fmt}-{seq_len or "all"}-{i:05d}.{ext}')
+                   for i in range(shards)]
           with Load() as load:
-            secs = (write_bin(path, ids) if fmt == 'memmap' else
-                    write_arrayrecord(path, ids, seq_len + 1, AR_OPTIONS[fmt]))
+            secs = (write_bin(files, ids) if fmt == 'memmap' else
+                    write_arrayrecord(files, ids, seq_len + 1, AR_OPTIONS[fmt]))
+          size = sum(os.path.getsize(f) for f in files) / 1e6
           rec = {**meta, 'kind': 'write', 'round': rnd, 'format': fmt, 'seq_len': seq_len,
                  'seconds': secs, 'mb_per_s': token_mb / secs, 'token_mb': token_mb,
-                 'file_mb': os.path.getsize(path) / 1e6, 'foreign_cores': load.foreign}
+                 'file_mb': size, 'foreign_cores': load.foreign}
           records.append(rec)
           print(f'round {rnd} write {fmt:10s} L={seq_len or "any"}: {rec["mb_per_s"]:.0f} MB/s, '
-                f'{rec["file_mb"]:.0f} MB, foreign {load.foreign:.2f} cores', flush=True)
+                f'{size:.0f} MB, foreign {load.foreign:.2f} cores', flush=True)
           for L in ([seq_len] if seq_len else seq_lens):
-            paths[L][fmt] = path
+            paths[L][fmt] = files
       for seq_len in seq_lens:
         rng = np.random.default_rng([rnd, seq_len])
-        n = args.tokens // (seq_len + 1)
-        keys = rng.integers(0, n, size=(100_000, BATCH))
+        keys = rng.integers(0, args.tokens // (seq_len + 1), size=(100_000, BATCH))
         assert same_windows(paths[seq_len], ids, seq_len, keys[0]), 'formats disagree'
         for fmt in formats:
           for rec in read_modes(fmt, paths[seq_len][fmt], seq_len, keys, seed=rnd,
-                                seconds=args.seconds):
+                                seconds=args.seconds, cold_batches=args.cold_batches):
             rec.update(meta, kind='read', round=rnd, format=fmt, seq_len=seq_len)
             records.append(rec)
-            print(f'round {rnd} L={seq_len} {rec["mode"]:7s} {fmt:10s}: '
+            print(f'round {rnd} L={seq_len} {rec["mode"]:11s} {fmt:10s}: '
                   f'{rec["batches_per_s"]:9,.0f} batches/s, median {rec["median_ms"]:.3f} ms, '
                   f'p99 {rec["p99_ms"]:.3f} ms ({rec["batches"]} batches; resident before '
                   f'{rec["resident_before"]}; foreign {rec["foreign_cores"]:.2f} cores)',
                   flush=True)
-      for seq_len in seq_lens:  # the next round writes them afresh
-        for path in paths[seq_len].values():
-          if os.path.exists(path) and not args.keep:
-            os.remove(path)
+      if not args.keep:  # the next round writes them afresh
+        for f in {f for by_fmt in paths.values() for files in by_fmt.values() for f in files}:
+          os.remove(f)
   finally:
     if not args.keep:
       shutil.rmtree(args.dir, ignore_errors=True)
