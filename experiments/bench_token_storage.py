@@ -3,38 +3,46 @@
     nice -n 10 python experiments/bench_token_storage.py [--tokens 200000000] [--out r.jsonl]
 
 Generated random token ids (uint16, vocabulary 50257; no download) are written under --dir
-(default /tmp/bench_storage, deleted afterwards unless --keep) as
+(default /tmp/bench_storage, deleted afterwards unless --keep), as one file per format or as
+files of --shard-tokens tokens (a preparation's shards), in these formats:
 
-  memmap      one raw .bin file, the format of lm_jax/data/prepare.py (ndarray.tofile in
-              ~1 MB pieces), read through the project's own classes: TokenStream (np.memmap,
+  memmap      raw .bin, the format of lm_jax/data/prepare.py (ndarray.tofile in ~1 MB
+              pieces), read through the project's own classes: TokenStream (np.memmap,
               lazily) cut by pipeline.Windows into non-overlapping windows of L + 1 tokens.
               One file serves every L: the window length is chosen at load time.
   ar_default  ArrayRecord, one record per window of L + 1 tokens (the uint16 bytes), the
-              writer's default options (array_record 0.8: group_size:1, zstd:3)
+              writer's default options (array_record 0.8.6: group_size:1, zstd:3)
   ar_raw      ArrayRecord 'group_size:1,uncompressed'
   ar_g65536   ArrayRecord 'group_size:65536' (the C++ library's documented default, for
               sequential reading; grain asks for group_size:1)
   An ArrayRecord file fixes L: one file per window length.
 
 Each round (--rounds, default 3) writes every file afresh (write + fsync: MB/s of token bytes,
-file size) and then, for L = 256 and L = 1024 (batch 8, the CPU bench model's shape and a
-longer one), reads batches of 8 random window indices (seeded rng, the same indices for every
-format) in the order memmap, ar_default, ar_raw, ar_g65536:
+size) and then, for L = 256 and L = 1024 (batch 8: the CPU bench model's shape and a longer
+one), reads batches of 8 random window indices (seeded rng, the same for every format) in the
+order memmap, ar_default, ar_raw, ar_g65536 (A B A B over rounds):
 
-  cold      the file's pages evicted from the page cache (fsync + posix_fadvise DONTNEED,
-            checked with fincore), fresh readers (opening is in the first batch), one
-            record / window at a time (drop_caches is tried too; it needs root + writable /proc)
-  plain     warm cache, one window at a time: Windows[k] / ArrayRecordDataSource[k]
-  batched   warm cache, the 8 indices at once: a fancy-indexed memmap gather /
-            ArrayRecordDataSource.__getitems__
-  grain     warm cache, the project's loader: pipeline.train_dataset (grain MapDataset:
-            shuffled window indices -> batch -> _read_rows) + train_iterator (prefetch 2);
-            ArrayRecord plugs in as 2-D example rows (windows_of -> ExampleRows)
+  cold         the files' pages evicted (fsync + posix_fadvise DONTNEED, checked with
+               fincore; unprivileged, unlike drop_caches, which --drop-caches also does),
+               fresh readers (opening counts in the first batch), --cold-batches batches,
+               one window at a time: Windows[k] / ArrayRecordDataSource[k]
+  cold_range   ArrayRecord only: the same through read(k, k + 1) (other windows)
+  plain        warm cache, one window at a time, as cold
+  range        ArrayRecord only: warm, ArrayRecordReader.read(k, k + 1) per window
+  batched      warm, the 8 indices at once: a fancy-indexed memmap gather per shard /
+               ArrayRecordDataSource.__getitems__
+  grain        warm, the project's loader: pipeline.train_dataset (grain MapDataset of
+               shuffled window indices -> batch -> _read_rows) + train_iterator (prefetch 2);
+               ArrayRecord plugs in as 2-D example rows (windows_of -> ExampleRows)
+  grain_range  ArrayRecord only: the same over read(k, k + 1)
 
-Every batch is int32 [8, L + 1] (what Windows returns). Reported per measurement: batches/s,
-median and p99 latency per batch, and the foreign load (busy CPU of other processes meanwhile,
-from /proc/stat, in cores). The table holds the medians over rounds and, per round,
-format / memmap (batches/s, or write MB/s) as median [min, max].
+The _range modes exist because ArrayRecordDataSource reads a record with read([k]), whose
+ParallelReadRecordsWithIndices builds a per-chunk table (one chunk per record at
+group_size:1) on every call: O(records in the file) per read. Every batch is int32
+[8, L + 1] (what Windows returns). Reported: batches/s, median and p99 latency per batch, the
+foreign load (other processes' busy CPU meanwhile, /proc/stat, in cores); the table holds
+medians over rounds and format / memmap per round (a _range mode against memmap's cold,
+plain or grain) as median [min, max].
 """
 
 import argparse
@@ -52,156 +60,13 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top,wrong-import-position
-import grain  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from lm_jax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm_jax.data.token_stream import TokenStream  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments.token_storage_formats import (  # pylint: disable=g-import-not-at-top,wrong-import-position
+    AR_OPTIONS, BATCH, DTYPE, FORMATS, grain_iterator, open_reader, same_windows, write_arrayrecord,
+    write_bin)
 
 VOCAB = 50257
-BATCH = 8
-DTYPE = np.uint16
-AR_OPTIONS = {'ar_default': '', 'ar_raw': 'group_size:1,uncompressed',
-              'ar_g65536': 'group_size:65536'}
-FORMATS = ('memmap',) + tuple(AR_OPTIONS)
-MODES = ('cold', 'plain', 'range', 'batched', 'grain', 'grain_range')
-BASE_MODE = {'range': 'plain', 'grain_range': 'grain'}  # what memmap does instead
-
-
-# ---- storage: writing ----------------------------------------------------------------------
-
-def _fsync(path: str) -> None:
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
-def write_bin(paths: list[str], ids: np.ndarray, piece: int = 1 << 19) -> float:
-  """Writes ids as prepare.py does (tofile, appended piece by piece), shard i holding
-  tokens [i * S, (i + 1) * S) of S = ceil(len / shards), + fsync; seconds."""
-  per = -(-len(ids) // len(paths))
-  t0 = time.perf_counter()
-  for i, path in enumerate(paths):
-    with open(path, 'wb') as f:
-      for a in range(i * per, min((i + 1) * per, len(ids)), piece):
-        ids[a:min(a + piece, (i + 1) * per)].tofile(f)
-    _fsync(path)
-  return time.perf_counter() - t0
-
-
-def write_arrayrecord(paths: list[str], ids: np.ndarray, window: int, options: str) -> float:
-  """Writes one record per non-overlapping `window`-token window (its bytes), file i holding
-  windows [i * R, (i + 1) * R) of R = ceil(windows / files), + fsync; seconds. The ragged
-  tail is dropped, as Windows drops it."""
-  rows = ids[:len(ids) // window * window].reshape(-1, window)
-  per = -(-len(rows) // len(paths))
-  t0 = time.perf_counter()
-  for i, path in enumerate(paths):
-    writer = array_record_module.ArrayRecordWriter(path, options)
-    for row in rows[i * per:(i + 1) * per]:
-      writer.write(row.tobytes())
-    writer.close()
-    _fsync(path)
-  return time.perf_counter() - t0
-
-
-# ---- storage: reading ----------------------------------------------------------------------
-
-class MemmapReader:
-  """The project's reader: TokenStream over the .bin, Windows of `window` tokens."""
-
-  def __init__(self, paths: list[str], window: int):
-    counts = [os.path.getsize(p) // np.dtype(DTYPE).itemsize for p in paths]
-    self.tokens = TokenStream(paths, counts, DTYPE)
-    self.windows = pipeline.Windows(self.tokens, window)
-    self.window = window
-
-  def __len__(self) -> int:
-    return len(self.windows)
-
-  def batch(self, keys) -> np.ndarray:
-    return np.stack([self.windows[int(k)] for k in keys])
-
-  def batched(self, keys) -> np.ndarray:
-    """All rows in one gather per mapped shard (not a path the project takes); a window
-    across two shards falls back to the stream's slice."""
-    out = np.empty((len(keys), self.window), np.int32)
-    starts = np.asarray(keys, np.int64) * self.window
-    shard = np.searchsorted(self.tokens.offsets, starts, side='right') - 1
-    for i in np.unique(shard):
-      rows = np.flatnonzero(shard == i)
-      lo = starts[rows] - self.tokens.offsets[i]
-      inside = lo + self.window <= self.tokens.counts[i]
-      ids = self.tokens._shard(int(i))  # pylint: disable=protected-access
-      out[rows[inside]] = ids[lo[inside, None] + np.arange(self.window)]
-      for r in rows[~inside]:
-        out[r] = self.windows[int(keys[r])]
-    return out
-
-  def source(self):
-    return self.tokens  # train_dataset cuts its Windows itself
-
-
-class ArrayRecordReader:
-  """Windows as ArrayRecord records, through grain's ArrayRecordDataSource (or, range_reads,
-  the files' readers' read(k, k + 1)). Shaped like a task's [N, W] example rows (ndim, shape,
-  rows by index), so pipeline.windows_of takes it."""
-  ndim = 2
-
-  def __init__(self, paths: list[str], window: int, range_reads: bool = False):
-    self.data = grain.sources.ArrayRecordDataSource(list(paths))
-    self.window = window
-    self.shape = (len(self.data), window)
-    self.range_reads, self.paths, self._readers = range_reads, list(paths), {}
-    self._starts = None
-
-  def __len__(self) -> int:
-    return self.shape[0]
-
-  def _record(self, index: int) -> bytes:
-    """Record `index` by read(k, k + 1): not ArrayRecordDataSource's read([k]), which
-    array_record 0.8.6 makes O(records in the file) (a per-chunk table per call)."""
-    if self._starts is None:
-      counts = [array_record_module.ArrayRecordReader(p).num_records() for p in self.paths]
-      self._starts = np.concatenate([[0], np.cumsum(counts)])
-    f = int(np.searchsorted(self._starts, index, side='right')) - 1
-    if f not in self._readers:  # the data source's reader options
-      self._readers[f] = array_record_module.ArrayRecordReader(
-          self.paths[f], 'readahead_buffer_size:0', file_reader_buffer_size=32768)
-    k = index - int(self._starts[f])
-    return self._readers[f].read(k, k + 1)[0]
-
-  def __getitem__(self, index) -> np.ndarray:
-    record = self._record(int(index)) if self.range_reads else self.data[int(index)]
-    return np.frombuffer(record, DTYPE).astype(np.int32)
-
-  def batch(self, keys) -> np.ndarray:
-    return np.stack([self[k] for k in keys])
-
-  def batched(self, keys) -> np.ndarray:
-    records = self.data.__getitems__([int(k) for k in keys])
-    return np.frombuffer(b''.join(records), DTYPE).reshape(len(keys), -1).astype(np.int32)
-
-  def source(self):
-    return self
-
-  def close(self) -> None:
-    self.data.__exit__(None, None, None)
-    for reader in self._readers.values():
-      reader.close()
-
-
-def open_reader(fmt: str, paths: list[str], window: int, range_reads: bool = False):
-  return (MemmapReader(paths, window) if fmt == 'memmap'
-          else ArrayRecordReader(paths, window, range_reads))
-
-
-def grain_iterator(reader, seq_len: int, seed: int, prefetch: int = 2):
-  """The project's train loader over `reader`'s windows (batch 8, all rows)."""
-  ds = pipeline.train_dataset(reader.source(), seq_len, BATCH, seed)
-  return pipeline.train_iterator(ds, prefetch)
+MODES = ('cold', 'cold_range', 'plain', 'range', 'batched', 'grain', 'grain_range')
+BASE_MODE = {'cold_range': 'cold', 'range': 'plain', 'grain_range': 'grain'}  # what memmap does instead
 
 
 # ---- page cache, load --------------------------------------------------------------------
@@ -299,18 +164,22 @@ def read_modes(fmt: str, paths: list[str], seq_len: int, keys_NxB: np.ndarray, s
                seconds: float, cold_batches: int) -> list[dict]:
   """The read measurements of one format's files (MODES; range modes for ArrayRecord)."""
   window, out = seq_len + 1, []
-  for path in paths:
-    evict(path)
-  resident = resident_fraction(paths)
-  with Load() as load:
-    t = time.perf_counter()
-    reader = open_reader(fmt, paths, window)
-    open_s = time.perf_counter() - t
-    lat = timed_batches(reader.batch, keys_NxB[:cold_batches], seconds)
-    lat[0] += open_s
-  out.append({'mode': 'cold', 'resident_before': resident, 'open_ms': open_s * 1e3,
-              'resident_after': resident_fraction(paths), **summary(lat),
-              'foreign_cores': load.foreign, 'own_cores': load.own_cores})
+  for mode in ('cold', 'cold_range') if fmt != 'memmap' else ('cold',):
+    for path in paths:
+      evict(path)
+    resident = resident_fraction(paths)
+    with Load() as load:
+      t = time.perf_counter()
+      reader = open_reader(fmt, paths, window, range_reads=mode == 'cold_range')
+      open_s = time.perf_counter() - t
+      # cold_range reads other windows: the VM's host may cache what cold read
+      first = cold_batches if mode == 'cold_range' else 0
+      lat = timed_batches(reader.batch, keys_NxB[first:first + cold_batches], seconds)
+      lat[0] += open_s
+    out.append({'mode': mode, 'resident_before': resident, 'open_ms': open_s * 1e3,
+                'resident_after': resident_fraction(paths), **summary(lat),
+                'foreign_cores': load.foreign, 'own_cores': load.own_cores})
+  reader = open_reader(fmt, paths, window)
   for path in paths:
     warm(path)
   resident = resident_fraction(paths)
@@ -335,20 +204,6 @@ def read_modes(fmt: str, paths: list[str], seq_len: int, keys_NxB: np.ndarray, s
     if hasattr(r, 'close'):
       r.close()
   return out
-
-
-def same_windows(paths: dict, ids: np.ndarray, seq_len: int, keys) -> bool:
-  """Whether every format, one window at a time and batched, returns windows k of `ids`
-  (ids[k * (L + 1):(k + 1) * (L + 1)]) for `keys`."""
-  w = seq_len + 1
-  want = np.stack([ids[int(k) * w:(int(k) + 1) * w] for k in keys]).astype(np.int32)
-  for fmt, files in paths.items():
-    for reader in [open_reader(fmt, files, w)] + (
-        [] if fmt == 'memmap' else [open_reader(fmt, files, w, range_reads=True)]):
-      if not (np.array_equal(reader.batch(keys), want)
-              and np.array_equal(reader.batched(keys), want)):
-        return False
-  return True
 
 
 def ratio_text(values: list[float]) -> str:

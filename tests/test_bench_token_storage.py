@@ -1,15 +1,17 @@
-"""experiments/bench_token_storage.py: both storages return the same windows (tiny sizes)."""
+"""experiments/bench_token_storage.py and token_storage_formats.py: both storages return the
+same windows, alone and through the project's loader (tiny sizes)."""
 
 import numpy as np
 import pytest
 
-from experiments import bench_token_storage as bts
+from experiments import bench_token_storage as bench
+from experiments import token_storage_formats as bts
 
 
 @pytest.fixture(scope='module')
 def files(tmp_path_factory):
   d = tmp_path_factory.mktemp('storage')
-  ids = np.random.default_rng(3).integers(0, bts.VOCAB, 20_011).astype(np.uint16)
+  ids = np.random.default_rng(3).integers(0, bench.VOCAB, 20_011).astype(np.uint16)
   window = 33
   # three files each: windows cross the .bin shards' boundaries, as in a preparation
   paths = {'memmap': [str(d / f'tokens-{i}.bin') for i in range(3)]}
@@ -56,9 +58,9 @@ def test_grain_loader_gives_the_same_batches_from_either_format(files):
 def test_evict_leaves_no_page_resident(files):
   paths = files[2]['memmap']
   for path in paths:
-    bts.warm(path)
-    bts.evict(path)
-  resident = bts.resident_fraction(paths)
+    bench.warm(path)
+    bench.evict(path)
+  resident = bench.resident_fraction(paths)
   if resident is None:
     pytest.skip('fincore not available')
   assert resident == 0.0  # (a live np.memmap of a file would keep its pages)
