@@ -26,6 +26,8 @@ order memmap, ar_default, ar_raw, ar_g65536 (A B A B over rounds):
                fincore; unprivileged, unlike drop_caches, which --drop-caches also does),
                fresh readers (opening counts in the first batch), --cold-batches batches,
                one window at a time: Windows[k] / ArrayRecordDataSource[k]
+  cold_random  memmap only: the same with the maps madvise(MADV_RANDOM)d (other windows; the
+               default read-ahead of a fault is the device's read_ahead_kb, 8 MB here)
   cold_range   ArrayRecord only: the same through read(k, k + 1) (other windows)
   plain        warm cache, one window at a time, as cold
   range        ArrayRecord only: warm, ArrayRecordReader.read(k, k + 1) per window
@@ -65,8 +67,8 @@ from experiments.token_storage_formats import (  # pylint: disable=g-import-not-
     write_bin)
 
 VOCAB = 50257
-MODES = ('cold', 'cold_range', 'plain', 'range', 'batched', 'grain', 'grain_range')
-BASE_MODE = {'cold_range': 'cold', 'range': 'plain', 'grain_range': 'grain'}  # what memmap does instead
+MODES = ('cold', 'cold_random', 'cold_range', 'plain', 'range', 'batched', 'grain', 'grain_range')
+BASE_MODE = {'cold_random': 'cold', 'cold_range': 'cold', 'range': 'plain', 'grain_range': 'grain'}  # what memmap does instead
 
 
 # ---- page cache, load --------------------------------------------------------------------
@@ -164,16 +166,22 @@ def read_modes(fmt: str, paths: list[str], seq_len: int, keys_NxB: np.ndarray, s
                seconds: float, cold_batches: int) -> list[dict]:
   """The read measurements of one format's files (MODES; range modes for ArrayRecord)."""
   window, out = seq_len + 1, []
-  for mode in ('cold', 'cold_range') if fmt != 'memmap' else ('cold',):
+  reader = None
+  for mode in ('cold', 'cold_range') if fmt != 'memmap' else ('cold', 'cold_random'):
+    if hasattr(reader, 'close'):
+      reader.close()
+    reader = None  # a live map keeps its pages in the cache
     for path in paths:
       evict(path)
     resident = resident_fraction(paths)
     with Load() as load:
       t = time.perf_counter()
       reader = open_reader(fmt, paths, window, range_reads=mode == 'cold_range')
+      if mode == 'cold_random':
+        reader.advise_random()
       open_s = time.perf_counter() - t
-      # cold_range reads other windows: the VM's host may cache what cold read
-      first = cold_batches if mode == 'cold_range' else 0
+      # the second cold mode reads other windows: the VM's host may cache what cold read
+      first = cold_batches if mode != 'cold' else 0
       lat = timed_batches(reader.batch, keys_NxB[first:first + cold_batches], seconds)
       lat[0] += open_s
     out.append({'mode': mode, 'resident_before': resident, 'open_ms': open_s * 1e3,
@@ -216,17 +224,16 @@ def print_table(records: list[dict]) -> None:
     return [r for r in records if all(r.get(k) == v for k, v in match.items())]
   print('\nwrite + fsync (MB/s of token bytes; ratio = format / memmap, per round)')
   print(f'| format | L | MB/s | file MB | size / tokens | ratio |\n|---|---:|---:|---:|---:|---:|')
-  for seq_len in sorted({r['seq_len'] for r in rows(kind='write') if r['seq_len']}):
-    for fmt in FORMATS:
-      got = rows(kind='write', format=fmt, seq_len=None if fmt == 'memmap' else seq_len)
-      base = rows(kind='write', format='memmap')
-      if not got:
-        continue
-      ratio = '' if fmt == 'memmap' else ratio_text(
-          [g['mb_per_s'] / b['mb_per_s'] for g, b in zip(got, base)])
-      print(f'| {fmt} | {"any" if fmt == "memmap" else seq_len} | '
-            f'{np.median([g["mb_per_s"] for g in got]):.0f} | {got[0]["file_mb"]:.0f} | '
-            f'{got[0]["file_mb"] / got[0]["token_mb"]:.3f} | {ratio} |')
+  base = rows(kind='write', format='memmap')
+  seq_lens = sorted({r['seq_len'] for r in rows(kind='write') if r['seq_len']})
+  for fmt, seq_len in [('memmap', None)] + [(f, L) for L in seq_lens for f in FORMATS[1:]]:
+    got = rows(kind='write', format=fmt, seq_len=seq_len)
+    if not got:
+      continue
+    ratio = '' if fmt == 'memmap' else ratio_text(
+        [g['mb_per_s'] / b['mb_per_s'] for g, b in zip(got, base)])
+    print(f'| {fmt} | {seq_len or "any"} | {np.median([g["mb_per_s"] for g in got]):.0f} | '
+          f'{got[0]["file_mb"]:.0f} | {got[0]["file_mb"] / got[0]["token_mb"]:.3f} | {ratio} |')
   print('\nreads, batch 8 x (L + 1) at random window indices (medians over rounds; '
         'ratio = format / memmap batches/s, per round)')
   print('| L | mode | format | batches/s | median ms | p99 ms | ratio | foreign cores |\n'
@@ -239,7 +246,7 @@ def print_table(records: list[dict]) -> None:
         got = rows(kind='read', seq_len=seq_len, mode=mode, format=fmt)
         if not got:
           continue
-        ratio = '' if fmt == 'memmap' else ratio_text(
+        ratio = '' if fmt == 'memmap' and mode not in BASE_MODE else ratio_text(
             [g['batches_per_s'] / b['batches_per_s'] for g, b in zip(got, base)])
         med = {k: np.median([g[k] for g in got]) for k in
                ('batches_per_s', 'median_ms', 'p99_ms', 'foreign_cores')}

@@ -9,6 +9,7 @@ Both give window k as int32 [L + 1] = ids[k (L + 1):(k + 1)(L + 1)], and both pl
 project's loader (pipeline.train_dataset): the ArrayRecord reader as a task's 2-D example rows.
 """
 
+import mmap
 import os
 import time
 
@@ -74,6 +75,14 @@ class MemmapReader:
 
   def __len__(self) -> int:
     return len(self.windows)
+
+  def advise_random(self) -> None:
+    """Opens every shard with madvise(MADV_RANDOM): a page fault reads its page, not the
+    device's read-ahead window around it (TokenStream itself does not do this)."""
+    for i in range(len(self.tokens.paths)):
+      shard = self.tokens._shard(i)  # pylint: disable=protected-access
+      if getattr(shard, '_mmap', None) is not None:
+        shard._mmap.madvise(mmap.MADV_RANDOM)  # pylint: disable=protected-access
 
   def batch(self, keys) -> np.ndarray:
     return np.stack([self.windows[int(k)] for k in keys])
