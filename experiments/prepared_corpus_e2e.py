@@ -4,7 +4,7 @@
         [--every 10] [--kill-at 20] [--dir /tmp/prepared_e2e] [--keep] [--out r.jsonl]
 
 1. A JSONL corpus of --size-mb MB (experiments/bench_prepare.generate) under --dir, and a
-   small one of --baseline-mb MB.
+   smaller one of --baseline-mb MB.
 2. `lm-jax prepare` of each (byte tokenizer, eos separators, data.split_by=document,
    data.document_mask=True, data.max_bytes=0, data.prepare_workers=2), in its own process
    tree, its RSS summed over the tree and sampled every 0.1 s from /proc
@@ -58,7 +58,12 @@ from lm_jax.metrics.writers import read_jsonl  # pylint: disable=g-import-not-at
 CONFIG = os.path.join(ROOT, 'configs', 'quickstart.py')
 DEVICES = 4  # global: 1 process x 4, or 2 processes x 2
 RESUME_RTOL = 1e-6
-PROCESSES_RTOL = 1e-5
+# 2 processes (gloo all-reduce) against 1 (in-process): other summation orders, so the losses
+# drift apart over the steps; measured at 1 GB (docs/data.md): <= 6e-7 through step 36, then a
+# gradient-norm spike at step 37 (2.68 against 4.70, clipped at 1.0) takes it to 7.5e-5 by 40.
+# Another batch would move the loss by ~1e-2.
+PROCESSES_RTOL = 1e-5   # through --kill-at
+PROCESSES_RTOL_ALL = 1e-3  # every step
 
 
 def data_flags(source, cache):
@@ -140,11 +145,13 @@ def run_all(procs, what, records, until=None):
   peak, killed_alive = watch(procs, until)
   results = [finish(p) for p in procs]
   rec = {'kind': 'run', 'what': what, 'rss_tree_peak_mb': peak / 2**20,
-         'wall_s': max(r[3] for r in results), 'returncodes': [r[0] for r in results]}
+         'wall_s': max(r[3] for r in results), 'returncodes': [r[0] for r in results],
+         'load_avg_1min_after': os.getloadavg()[0]}
   if until is not None:
     rec['killed_alive'] = killed_alive
   records.append(rec)
-  print(f'  {what}: {rec["wall_s"]:.0f}s, peak RSS {rec["rss_tree_peak_mb"]:.0f} MB'
+  print(f'  {what}: {rec["wall_s"]:.0f}s, peak RSS {rec["rss_tree_peak_mb"]:.0f} MB, load '
+        f'average {rec["load_avg_1min_after"]:.1f}'
         + (f', killed (all running: {killed_alive})' if until is not None else ''), flush=True)
   if until is None or killed_alive is None:
     for rc, _, err, _ in results:
@@ -236,6 +243,7 @@ def one_kill(args, make, name, slug, records, check):
   want, steps = train_losses(ref_dir)
   got, got_steps = train_losses(kill_dir)
   every = list(range(1, args.steps + 1))
+  records.append({'kind': 'losses', 'what': name, 'reference': want, 'killed_resumed': got})
   check(f'{name}: killed after the step-{args.kill_at} checkpoint',
         alive is True and max(at_kill, default=0) == args.kill_at,
         checkpoints_at_kill=at_kill, last_logged_step_at_kill=logged_at_kill,
@@ -257,7 +265,8 @@ def one_kill(args, make, name, slug, records, check):
 def main():
   p = argparse.ArgumentParser()
   p.add_argument('--size-mb', type=int, default=1024)
-  p.add_argument('--baseline-mb', type=int, default=16, help='small corpus for the RSS check')
+  p.add_argument('--baseline-mb', type=int, default=160,
+                 help='smaller corpus for the RSS check (default: 2.5 chunks of 64 MB)')
   p.add_argument('--rss-limit-mb', type=float, default=600)
   p.add_argument('--steps', type=int, default=40)
   p.add_argument('--every', type=int, default=10, help='checkpoint every N steps')
@@ -315,10 +324,19 @@ def main():
     ref1 = one_kill(args, one_process, '1 process x 4 devices', '1proc', records, check)
     ref2 = one_kill(args, two_processes, '2 processes x 2 devices', '2proc', records, check)
     cmp = compare(ref1, ref2, list(range(1, args.steps + 1)))
-    check(f'2-process reference = 1-process reference (rel {PROCESSES_RTOL:g})',
-          not cmp['missing_steps'] and cmp['max_rel_diff'] <= PROCESSES_RTOL,
-          max_rel_diff=cmp['max_rel_diff'], bit_equal_steps=cmp['bit_equal_steps'],
-          of=cmp['steps'])
+    records.append({'kind': 'losses', 'what': '2-process / 1-process reference, rel diff',
+                    'rel_diff': {s: abs(ref2[s] - ref1[s]) / abs(ref1[s])
+                                 for s in ref1 if s in ref2}})
+    early = compare(ref1, ref2, list(range(1, args.kill_at + 1)))
+    over = [s for s in range(1, args.steps + 1)
+            if s in ref1 and s in ref2 and abs(ref2[s] - ref1[s]) > PROCESSES_RTOL * abs(ref1[s])]
+    check(f'2-process reference = 1-process reference (rel {PROCESSES_RTOL:g} through step '
+          f'{args.kill_at}, {PROCESSES_RTOL_ALL:g} to {args.steps})',
+          not cmp['missing_steps'] and early['max_rel_diff'] <= PROCESSES_RTOL
+          and cmp['max_rel_diff'] <= PROCESSES_RTOL_ALL,
+          max_rel_diff_to_kill=early['max_rel_diff'], max_rel_diff=cmp['max_rel_diff'],
+          first_step_over_rtol=over[0] if over else None,
+          bit_equal_steps=cmp['bit_equal_steps'], of=cmp['steps'])
     after = prepared_files(cache)
     dirs = glob.glob(os.path.join(cache, 'prepared-*'))
     check('training reused the preparation (no prepared file written)',
