@@ -105,26 +105,36 @@ def start(cli_args, log, devices, limit):
   return proc
 
 
+def kill(procs):
+  for p in procs:  # timeout is its group's leader: this kills the trainer under it
+    try:
+      os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+      pass
+  for p in procs:
+    p.wait()
+
+
 def watch(procs, until=None):
   """Waits for `procs`, sampling their trees' summed RSS every 0.1 s; with `until`, SIGKILLs
   every process group as soon as until() holds (polled every 0.02 s). Returns (peak RSS
-  bytes, whether every process was still running when killed; None if not killed)."""
+  bytes, whether every process was still running when killed; None if not killed). A
+  failed process ends the others (a peer would wait for it until its timeout)."""
   peak, last = 0, 0.0
-  while any(p.poll() is None for p in procs):
-    now = time.perf_counter()
-    if now - last >= 0.1:
-      peak, last = max(peak, sum(_tree_rss(p.pid)[0] for p in procs)), now
-    if until is not None and until():
-      alive = all(p.poll() is None for p in procs)
-      for p in procs:  # timeout is its group's leader: this kills the trainer under it
-        try:
-          os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-          pass
-      for p in procs:
-        p.wait()
-      return peak, alive
-    time.sleep(0.02)
+  try:
+    while any(p.poll() is None for p in procs):
+      now = time.perf_counter()
+      if now - last >= 0.1:
+        peak, last = max(peak, sum(_tree_rss(p.pid)[0] for p in procs)), now
+      if until is not None and until():
+        alive = all(p.poll() is None for p in procs)
+        kill(procs)
+        return peak, alive
+      if any(p.poll() for p in procs):
+        break
+      time.sleep(0.02)
+  finally:
+    kill([p for p in procs if p.poll() is None])
   return peak, None
 
 
@@ -153,10 +163,10 @@ def run_all(procs, what, records, until=None):
   print(f'  {what}: {rec["wall_s"]:.0f}s, peak RSS {rec["rss_tree_peak_mb"]:.0f} MB, load '
         f'average {rec["load_avg_1min_after"]:.1f}'
         + (f', killed (all running: {killed_alive})' if until is not None else ''), flush=True)
-  if until is None or killed_alive is None:
-    for rc, _, err, _ in results:
-      if rc != 0:
-        raise RuntimeError(f'{what} failed ({rc}):\n{err[-4000:]}')
+  failed = [r for r in results if r[0] != 0]
+  if failed and (until is None or killed_alive is None):
+    rc, _, err, _ = min(failed, key=lambda r: r[0] == -signal.SIGKILL)  # not a killed peer
+    raise RuntimeError(f'{what} failed ({rc}):\n{err[-4000:]}')
   return results
 
 
