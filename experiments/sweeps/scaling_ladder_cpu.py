@@ -1,4 +1,4 @@
-"""The ladder's three smallest budgets (1e12, 3e12, 1e13 train FLOPs; 15 runs): the CPU ladder of docs/scaling.md.
+"""The ladder's three smallest budgets (1e12, 3e12, 1e13 train FLOPs; 19 runs): the CPU ladder of docs/scaling.md.
 
     lm-jax sweep experiments/sweeps/scaling_ladder_cpu.py --parallel 1
     python experiments/scaling/fit_scaling.py --ladder runs --budgets 1e12,3e12,1e13 \
