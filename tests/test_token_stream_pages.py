@@ -13,18 +13,10 @@ import sys
 import numpy as np
 import pytest
 
+from experiments.bench_token_storage import evict
 from lm_jax.data.token_stream import TokenStream
 
 PAGE = mmap.PAGESIZE
-
-
-def _evict(path):
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-  finally:
-    os.close(fd)
 
 
 def _resident_pages(path) -> int:
@@ -49,7 +41,7 @@ def test_random_windows_read_their_pages_only(tmp_path):
   path = str(tmp_path / 'shard-00000-train.bin')
   ids = np.random.default_rng(0).integers(0, 50000, 16 << 20, dtype=np.uint16)  # 32 MB
   ids.tofile(path)
-  _evict(path)
+  evict(path)
   pages = (ids.nbytes + PAGE - 1) // PAGE
   if _resident_pages(path) > pages // 100:
     pytest.skip('the page cache kept the file after POSIX_FADV_DONTNEED (tmpfs?)')
