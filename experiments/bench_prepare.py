@@ -120,6 +120,13 @@ def cpu_busy() -> float:
   return (sum(fields[:8]) - idle) / os.sysconf('SC_CLK_TCK')
 
 
+def append_jsonl(path: str, records) -> None:
+  """Appends each record to `path` as one JSON line (values JSON cannot hold: their str)."""
+  with open(path, 'a', encoding='utf-8') as f:
+    for r in records:
+      f.write(json.dumps(r, default=str) + '\n')
+
+
 def run_child(source, cache, workers, chunk_mb, timeout=3600):
   """Runs one preparation in a fresh process tree; samples its RSS every 0.1 s."""
   import resource  # pylint: disable=g-import-not-at-top
@@ -243,9 +250,7 @@ def main():
     if not ARGS.keep:
       shutil.rmtree(ARGS.dir, ignore_errors=True)
   if ARGS.out:
-    with open(ARGS.out, 'a', encoding='utf-8') as f:
-      for r in records:
-        f.write(json.dumps(r) + '\n')
+    append_jsonl(ARGS.out, records)
 
 
 if __name__ == '__main__':

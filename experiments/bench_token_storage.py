@@ -62,6 +62,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from experiments.bench_prepare import append_jsonl  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.token_storage_formats import (  # pylint: disable=g-import-not-at-top,wrong-import-position
     AR_OPTIONS, BATCH, DTYPE, FORMATS, grain_iterator, open_reader, same_windows, write_arrayrecord,
     write_bin)
@@ -223,7 +224,7 @@ def print_table(records: list[dict]) -> None:
   def rows(**match):
     return [r for r in records if all(r.get(k) == v for k, v in match.items())]
   print('\nwrite + fsync (MB/s of token bytes; ratio = format / memmap, per round)')
-  print(f'| format | L | MB/s | file MB | size / tokens | ratio |\n|---|---:|---:|---:|---:|---:|')
+  print('| format | L | MB/s | file MB | size / tokens | ratio |\n|---|---:|---:|---:|---:|---:|')
   base = rows(kind='write', format='memmap')
   seq_lens = sorted({r['seq_len'] for r in rows(kind='write') if r['seq_len']})
   for fmt, seq_len in [('memmap', None)] + [(f, L) for L in seq_lens for f in FORMATS[1:]]:
@@ -328,9 +329,7 @@ def main():
   print(f'load average at the end: {os.getloadavg()}')
   print_table(records)
   if args.out:
-    with open(args.out, 'a', encoding='utf-8') as f:
-      for r in records:
-        f.write(json.dumps(r) + '\n')
+    append_jsonl(args.out, records)
 
 
 if __name__ == '__main__':

@@ -35,6 +35,7 @@ corpus is then reused by the next run; caches and runs are always made afresh).
 """
 
 import argparse
+import contextlib
 import datetime
 import glob
 import json
@@ -52,7 +53,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_prepare import _tree_rss, generate  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bench_prepare import _tree_rss, append_jsonl, generate  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lm_jax.metrics.writers import read_jsonl  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CONFIG = os.path.join(ROOT, 'configs', 'quickstart.py')
@@ -107,10 +108,8 @@ def start(cli_args, log, devices, limit):
 
 def kill(procs):
   for p in procs:  # timeout is its group's leader: this kills the trainer under it
-    try:
+    with contextlib.suppress(ProcessLookupError):  # that group has already exited
       os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-      pass
   for p in procs:
     p.wait()
 
@@ -356,9 +355,7 @@ def main():
     check('run', False, error=str(e)[-2000:])
   finally:
     if args.out:
-      with open(args.out, 'a', encoding='utf-8') as f:
-        for r in records:
-          f.write(json.dumps({**meta, **r}, default=str) + '\n')
+      append_jsonl(args.out, [{**meta, **r} for r in records])
     if not args.keep:
       shutil.rmtree(args.dir, ignore_errors=True)
   print(f'{"FAIL" if check.failed else "PASS"}: {check.failed} of '
