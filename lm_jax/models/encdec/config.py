@@ -59,6 +59,8 @@ def encdec_config_from(model_cfg: ml_collections.ConfigDict, vocab_size: int) ->
       param_dtype=model_cfg.param_dtype,
       dtype=model_cfg.dtype,
       attention=model_cfg.attention,
+      scan_layers=model_cfg.scan_layers,
+      remat=model_cfg.remat,
       init_std=model_cfg.init_std,
       causal=False,
       num_decoder_layers=decoder_layers(model_cfg),

@@ -8,7 +8,8 @@ keys/values of its output; the decoder starts from `decoder_start_id` (T5's
 <pad>) at slot 0 and caches its self-attention keys/values as the decoder
 family does. The state is {'cache': flax `cache` collection, 'encoder_valid_BxS',
 'slot': the decoder slot of the next token}; every row's decoder is at the
-same slot (no decoder padding).
+same slot (no decoder padding). With `scan_layers` the cache leaves carry a
+leading layer axis, as the params do (the batch is then their axis 1).
 """
 
 import dataclasses
@@ -24,7 +25,7 @@ from lm_jax.models.masks import AttentionMask
 
 def _modules(model_cfg):
   """(the encoder's module, the decoder's module in decode mode): the same params."""
-  cfg = dataclasses.replace(model_cfg, dropout=0.0)
+  cfg = dataclasses.replace(model_cfg, dropout=0.0, remat='none')
   return EncoderDecoder(cfg), EncoderDecoder(dataclasses.replace(cfg, decode=True))
 
 
@@ -56,11 +57,18 @@ def prefill(model_cfg, params, prompts_BxP, lengths_B, total_len: int):
   return logits_Bx1xV[:, 0], state
 
 
+def _decoder_slots(model_cfg, cache) -> int:
+  """S: the decoder's cache slots ([B, S, K, H] keys; [layers, B, S, K, H] when scanned)."""
+  if model_cfg.scan_layers:
+    return cache['decoder']['layers']['attn']['cached_key'].shape[2]
+  return cache['decoder']['layer_0']['attn']['cached_key'].shape[1]
+
+
 def step(model_cfg, params, state, tokens_B):
   """Feeds one token per row to the decoder at `slot`; logits of the token after it."""
   _, decoder = _modules(model_cfg)
   slot, valid_BxP = state['slot'], state['encoder_valid_BxS']
-  S = state['cache']['decoder']['layer_0']['attn']['cached_key'].shape[1]
+  S = _decoder_slots(model_cfg, state['cache'])
   logits_Bx1xV, variables = decoder.apply(
       {'params': params, 'cache': state['cache']}, tokens_B[:, None], None, valid_BxP,
       _self_mask(slot, tokens_B.shape[0], S), slot, method=EncoderDecoder.decode,
@@ -68,10 +76,20 @@ def step(model_cfg, params, state, tokens_B):
   return logits_Bx1xV[:, 0], {**state, 'cache': variables['cache'], 'slot': slot + 1}
 
 
+_PER_ROW = ("['cached_key']", "['cached_value']", "['cross_key']", "['cross_value']")
+
+
 def select_rows(model_cfg, state, rows_B):
-  """The state of rows `rows_B`: every [B, ...] cache leaf and the encoder's padding."""
-  del model_cfg
-  cache = jax.tree.map(lambda x: jnp.take(x, rows_B, axis=0) if x.ndim else x, state['cache'])
+  """The state of rows `rows_B`: the self and cross keys/values and the encoder's padding
+  (the cache indices, [] or [layers], are the same for every row)."""
+  batch_axis = 1 if model_cfg.scan_layers else 0
+
+  def take(path, leaf):
+    if jax.tree_util.keystr(path[-1:]) in _PER_ROW:
+      return jnp.take(leaf, rows_B, axis=batch_axis)
+    return leaf
+
+  cache = jax.tree_util.tree_map_with_path(take, state['cache'])
   return {**state, 'cache': cache, 'encoder_valid_BxS': state['encoder_valid_BxS'][rows_B]}
 
 

@@ -12,14 +12,15 @@ from lm_jax.models.registry import Family
 SHARED_KEYS = (
     'vocab_size', 'vocab_multiple', 'num_layers', 'd_model', 'num_heads', 'head_dim',
     'mlp_dim', 'max_len', 'norm_eps', 'tie_embeddings', 'dropout', 'param_dtype', 'dtype',
-    'attention', 'init_std')
+    'attention', 'scan_layers', 'remat', 'init_std')
 OWN_DEFAULTS = {
     'num_decoder_layers': 0,                 # 0: = model.num_layers (the encoder's)
     'relative_attention_num_buckets': 32,
     'relative_attention_max_distance': 128,
     'feed_forward': 'relu',                  # relu (T5 v1.0) | gated-gelu (T5.1.1)
 }
-_RUNTIME_KEYS = ('dropout', 'attention', 'dtype')
+# These change how the model runs, not its parameters.
+_RUNTIME_KEYS = ('dropout', 'attention', 'remat', 'dtype')
 
 
 def build(model_cfg, vocab_size: int, mesh_cfg=None):

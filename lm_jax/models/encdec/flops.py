@@ -4,7 +4,11 @@ Same conventions as lm_jax/models/decoder/flops.py (matmuls only, 2 FLOPs per
 multiply-add, train = 3 x forward). A "token" is an encoder input token: an
 example of S encoder and T decoder tokens costs S * flops_per_token. T (the
 target length) defaults to S; pass it when it differs (span corruption's
-targets are about a quarter of the inputs).
+targets are about a quarter of the inputs). `train_remat` adds what
+`model.remat` recomputes in the backward pass, by the decoder family's rule:
+under 'full' every block's forward but its MLP down projection (whose output
+only feeds the residual, so XLA drops it), under 'dots_with_no_batch_dims_saveable'
+the attention scores and values (self and cross), under 'dots_saveable' nothing.
 """
 
 from lm_jax.models.encdec.config import EncDecConfig
@@ -28,13 +32,30 @@ def example_flops(cfg: EncDecConfig, S: int, T: int) -> dict[str, float]:
           'lm_head': T * 2.0 * D * cfg.padded_vocab_size}
 
 
+def _remat_recomputed(cfg: EncDecConfig, S: int, T: int, parts: dict[str, float]) -> float:
+  """Forward matmul FLOPs of one example that cfg.remat recomputes in the backward."""
+  NH = cfg.num_heads * cfg.head_dim
+  if cfg.remat == 'full':
+    down = 2.0 * cfg.mlp_dim * cfg.d_model  # the MLP's last matmul, per token
+    return (parts['encoder'] - cfg.num_layers * S * down
+            + parts['decoder'] - cfg.num_decoder_layers * T * down)
+  if cfg.remat == 'dots_with_no_batch_dims_saveable':  # the batched dots: not saved
+    encoder = cfg.num_layers * S * 2 * 2.0 * NH * S
+    decoder = cfg.num_decoder_layers * T * 2 * 2.0 * NH * ((T + 1) / 2 + S)
+    return encoder + decoder
+  return 0.0  # 'none'; 'dots_saveable' keeps every matmul output
+
+
 def flops_per_token(model_cfg: EncDecConfig, seq_len: int,
                     target_len: int | None = None) -> dict[str, float]:
   """Matmul FLOPs per encoder token: encoder, decoder, lm_head, forward, train, train_remat."""
   T = seq_len if target_len is None else target_len
-  parts = {k: v / seq_len for k, v in example_flops(model_cfg, seq_len, T).items()}
+  example = example_flops(model_cfg, seq_len, T)
+  parts = {k: v / seq_len for k, v in example.items()}
   forward = sum(parts.values())
-  return {**parts, 'forward': forward, 'train': 3.0 * forward, 'train_remat': 3.0 * forward}
+  recomputed = _remat_recomputed(model_cfg, seq_len, T, example) / seq_len
+  return {**parts, 'forward': forward, 'train': 3.0 * forward,
+          'train_remat': 3.0 * forward + recomputed}
 
 
 def num_params(model_cfg: EncDecConfig) -> dict[str, int]:

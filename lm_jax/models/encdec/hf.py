@@ -29,27 +29,40 @@ def _mlp_rows(path, hf, cfg):
     yield path + (name, 'kernel'), f'{hf}.DenseReluDense.{name}.weight', 'linear'
 
 
+def _layer_rows(stack: str, i: int, cfg):
+  """(param path inside the block, HF tensor name, kind) of layer i of `stack`."""
+  layer = f'{stack}.block.{i}.layer'
+  parts = [('attn', 'attn_norm', f'{layer}.0', 'SelfAttention')]
+  if stack == 'decoder':
+    parts.append(('cross_attn', 'cross_norm', f'{layer}.1', 'EncDecAttention'))
+  for attn, norm, hf, hf_attn in parts:
+    yield (norm, 'RMSNorm_0', 'scale'), f'{hf}.layer_norm.weight', 'copy'
+    for ours, theirs, kind in _ATTENTION:
+      yield (attn, ours, 'kernel'), f'{hf}.{hf_attn}.{theirs}.weight', kind
+  hf = f'{layer}.{len(parts)}'
+  yield ('mlp_norm', 'RMSNorm_0', 'scale'), f'{hf}.layer_norm.weight', 'copy'
+  yield from _mlp_rows(('mlp',), hf, cfg)
+
+
+def _stacks(cfg):
+  return (('encoder', cfg.num_layers), ('decoder', cfg.num_decoder_layers))
+
+
 def _layout(cfg):
-  """(lm_jax param path, HF tensor name, kind) of every tensor; kind says how they relate."""
+  """(lm_jax param path, HF tensor name, kind) of every tensor outside the blocks."""
   yield ('embed', 'embedding'), 'shared.weight', 'vocab_rows'
-  for stack, num_layers in (('encoder', cfg.num_layers), ('decoder', cfg.num_decoder_layers)):
+  for stack, _ in _stacks(cfg):
     yield ((stack, 'relative_bias', 'embedding'),
            f'{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight', 'copy')
-    for i in range(num_layers):
-      block, layer = (stack, f'layer_{i}'), f'{stack}.block.{i}.layer'
-      parts = [('attn', 'attn_norm', f'{layer}.0', 'SelfAttention')]
-      if stack == 'decoder':
-        parts.append(('cross_attn', 'cross_norm', f'{layer}.1', 'EncDecAttention'))
-      for attn, norm, hf, hf_attn in parts:
-        yield block + (norm, 'RMSNorm_0', 'scale'), f'{hf}.layer_norm.weight', 'copy'
-        for ours, theirs, kind in _ATTENTION:
-          yield block + (attn, ours, 'kernel'), f'{hf}.{hf_attn}.{theirs}.weight', kind
-      hf = f'{layer}.{len(parts)}'
-      yield block + ('mlp_norm', 'RMSNorm_0', 'scale'), f'{hf}.layer_norm.weight', 'copy'
-      yield from _mlp_rows(block + ('mlp',), hf, cfg)
     yield (stack, 'final_norm', 'RMSNorm_0', 'scale'), f'{stack}.final_layer_norm.weight', 'copy'
   if not cfg.tie_embeddings:
     yield ('lm_head', 'kernel'), 'lm_head.weight', 'vocab_cols'
+
+
+def _per_layer(cfg):
+  """(stack, [layer i's rows for each i]) of both stacks: _layer_rows listed."""
+  for stack, num_layers in _stacks(cfg):
+    yield stack, [list(_layer_rows(stack, i, cfg)) for i in range(num_layers)]
 
 
 def _pad_rows(x_VxD, rows: int):
@@ -95,19 +108,41 @@ def params_from_hf(read, names: set[str], model_cfg) -> Iterator[tuple[tuple[str
                       'config.json asks for scaled tied embeddings (T5 v1.0), which the encdec '
                       'family cannot combine with a separate head; set tie_word_embeddings '
                       'to false in config.json to load the head untied, unscaled (T5.1.1)')
-  for path, name, kind in _layout(model_cfg):
+  def get(name, kind):
     if name == 'lm_head.weight' and name not in names:
       name = 'shared.weight'
-    yield path, np.ascontiguousarray(_to_lm_jax(np.asarray(read(name)), kind, model_cfg))
+    return np.ascontiguousarray(_to_lm_jax(np.asarray(read(name)), kind, model_cfg))
+
+  for path, name, kind in _layout(model_cfg):
+    yield path, get(name, kind)
+  for stack, per_layer in _per_layer(model_cfg):
+    if model_cfg.scan_layers:  # one [layers, ...] array per param, under 'layers'
+      for k, (path, _, kind) in enumerate(per_layer[0]):
+        yield (stack, 'layers') + path, np.stack([get(rows[k][1], kind) for rows in per_layer])
+    else:
+      for i, rows in enumerate(per_layer):
+        for path, name, kind in rows:
+          yield (stack, f'layer_{i}') + path, get(name, kind)
+
+
+def _at(params, path):
+  node = params
+  for key in path:
+    node = node[key]
+  return np.asarray(node)
 
 
 def params_to_hf(params, model_cfg) -> Iterator[tuple[str, np.ndarray]]:
   """Every HF tensor of T5ForConditionalGeneration from lm_jax params."""
-  for path, name, kind in _layout(model_cfg):
-    node = params
-    for key in path:
-      node = node[key]
-    yield name, np.ascontiguousarray(_to_hf(np.asarray(node), kind, model_cfg))
+  cfg = model_cfg
+  for path, name, kind in _layout(cfg):
+    yield name, np.ascontiguousarray(_to_hf(_at(params, path), kind, cfg))
+  for stack, per_layer in _per_layer(cfg):
+    for i, rows in enumerate(per_layer):
+      for path, name, kind in rows:
+        value = (_at(params, (stack, 'layers') + path)[i] if cfg.scan_layers
+                 else _at(params, (stack, f'layer_{i}') + path))
+        yield name, np.ascontiguousarray(_to_hf(value, kind, cfg))
 
 
 def config_from_hf(hf: dict) -> dict:

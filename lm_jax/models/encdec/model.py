@@ -5,6 +5,8 @@ biases anywhere, attention logits unscaled (T5 folds 1/sqrt(d) into the query
 init) plus each stack's relative position bias (relative_position.py), ReLU
 (v1.0) or gated-GELU (v1.1) MLPs. With tied embeddings (v1.0) the decoder's
 output is scaled by d_model**-0.5 before the shared embedding's transpose.
+With `scan_layers` each stack's blocks are one nn.scan over `layers` (params
+and the decoder's `cache` get a leading layer axis); `remat` wraps the block.
 """
 
 import flax.linen as nn
@@ -12,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from lm_jax.models.attention import Attention
+from lm_jax.models.decoder.model import REMAT_POLICIES
 from lm_jax.models.encdec.config import EncDecConfig
 from lm_jax.models.encdec.relative_position import RelativePositionBias
 from lm_jax.models.layers import EinsumDense, Norm, as_token_rows
@@ -67,6 +70,20 @@ class Block(nn.Module):
     return nn.with_logical_constraint(x_BxLxD, ACTIVATION_AXES)
 
 
+class _ScannedBlock(Block):
+  """The (carry, x) -> (carry, y) signature nn.scan wants."""
+
+  def __call__(self, x_BxLxD, mask, bias_1xNxLxL, encoded_BxSxD=None, encoder_mask=None):
+    return super().__call__(x_BxLxD, mask, bias_1xNxLxL, encoded_BxSxD, encoder_mask), None
+
+
+def _block_class(cfg: EncDecConfig):
+  block = _ScannedBlock if cfg.scan_layers else Block
+  if cfg.remat != 'none':
+    block = nn.remat(block, policy=REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers)
+  return block
+
+
 class Stack(nn.Module):
   """Embedded tokens [B, L, D] -> the normed output of `num_layers` blocks.
 
@@ -90,9 +107,17 @@ class Stack(nn.Module):
     bias_1xNxLxL = RelativePositionBias(cfg, bidirectional=not self.is_decoder,
                                         name='relative_bias')(L, S, offset).astype(cfg.jnp_dtype)
     x_BxLxD = nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=deterministic)
-    for i in range(self.num_layers):
-      x_BxLxD = Block(cfg, deterministic, self.is_decoder, name=f'layer_{i}')(
-          x_BxLxD, mask, bias_1xNxLxL, encoded_BxSxD, encoder_mask)
+    block = _block_class(cfg)
+    args = (mask, bias_1xNxLxL, encoded_BxSxD, encoder_mask)
+    if cfg.scan_layers:  # mask, bias and the encoder's output are the same for every layer
+      x_BxLxD, _ = nn.scan(
+          block, variable_axes={'params': 0, 'cache': 0},
+          split_rngs={'params': True, 'dropout': True}, in_axes=(nn.broadcast,) * len(args),
+          length=self.num_layers, metadata_params={nn.PARTITION_NAME: 'layers'},
+      )(cfg, deterministic, self.is_decoder, name='layers')(x_BxLxD, *args)
+    else:
+      for i in range(self.num_layers):
+        x_BxLxD = block(cfg, deterministic, self.is_decoder, name=f'layer_{i}')(x_BxLxD, *args)
     x_BxLxD = Norm(cfg, name='final_norm')(x_BxLxD)
     return nn.Dropout(cfg.dropout)(x_BxLxD, deterministic=deterministic)
 
