@@ -4,6 +4,7 @@ greedy and beam-search tokens; remat changes no loss or gradient; HF T5 imports 
 and exports from the scanned layout; a bad remat value is refused by name."""
 
 import functools
+import json
 
 import flax.linen as nn
 import jax
@@ -18,6 +19,7 @@ from lm_jax.generate.beam_search import beam_search
 from lm_jax.generate.decode_loop import Generator
 from lm_jax.generate.sampling import SampleConfig
 from lm_jax.models.encdec import flops
+from lm_jax.models.encdec.hf import MAPPING
 from lm_jax.models.registry import get_family, model_fns
 from lm_jax.objectives.cross_entropy import CrossEntropy
 
@@ -53,8 +55,18 @@ def _batch():
 
 @functools.lru_cache(maxsize=None)
 def _unrolled_params():
+  """Random normal params of the unrolled model's shapes (norm scales around 1); NumPy's
+  generator, since compiling the flax init of five blocks takes longer than the test."""
   fns, _ = _built()
-  return nn.meta.unbox(fns.init(jax.random.PRNGKey(3), _batch())['params'])
+  shapes = nn.meta.unbox(jax.eval_shape(fns.init, jax.random.PRNGKey(0), _batch())['params'])
+  rng = np.random.default_rng(3)
+
+  def draw(path, shape):
+    if jax.tree_util.keystr(path).endswith("['scale']"):
+      return (1.0 + 0.1 * rng.normal(size=shape.shape)).astype(np.float32)
+    return (0.15 * rng.normal(size=shape.shape)).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def _restacked(params):
@@ -79,7 +91,12 @@ def _assert_close(got, want):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * (np.abs(want).max() + 1.0))
 
 
-def _loss_and_grads(fns, params):
+@functools.lru_cache(maxsize=None)
+def _loss_and_grads(scan_layers=False, remat='none'):
+  """Loss and grads of the batch with the unrolled params (restacked when scanned)."""
+  fns, _ = _built(scan_layers, remat)
+  params = _restacked(_unrolled_params()) if scan_layers else _unrolled_params()
+
   def loss(p):
     return CrossEntropy(vocab_size=VOCAB)(fns.apply({'params': p}, _batch()), _batch())[0]
   value, grads = jax.jit(jax.value_and_grad(loss))(params)
@@ -100,9 +117,8 @@ def test_scanned_layers_give_the_unrolled_logits():
 
 @pytest.mark.slow
 def test_scanned_layers_give_the_unrolled_gradients():
-  params = _unrolled_params()
-  loss, grads = _loss_and_grads(_built()[0], params)
-  scan_loss, scan_grads = _loss_and_grads(_built(scan_layers=True)[0], _restacked(params))
+  loss, grads = _loss_and_grads()
+  scan_loss, scan_grads = _loss_and_grads(scan_layers=True)
   assert scan_loss == pytest.approx(loss, rel=1e-6)
   jax.tree.map(_assert_close, scan_grads, _restacked(grads))
 
@@ -111,11 +127,8 @@ def test_scanned_layers_give_the_unrolled_gradients():
 @pytest.mark.parametrize('scan_layers,remat', [(False, 'full'), (True, 'full'),
                                                (True, 'dots_with_no_batch_dims_saveable')])
 def test_remat_changes_neither_loss_nor_gradients(scan_layers, remat):
-  params = _unrolled_params()
-  if scan_layers:
-    params = _restacked(params)
-  loss, grads = _loss_and_grads(_built(scan_layers)[0], params)
-  remat_loss, remat_grads = _loss_and_grads(_built(scan_layers, remat)[0], params)
+  loss, grads = _loss_and_grads(scan_layers)
+  remat_loss, remat_grads = _loss_and_grads(scan_layers, remat)
   assert remat_loss == pytest.approx(loss, rel=1e-6)
   jax.tree.map(_assert_close, remat_grads, grads)
 
@@ -160,6 +173,60 @@ def test_remat_flops_add_the_recomputed_forward():
   NH = cfg.num_heads * cfg.head_dim  # q.k and p.v: encoder S x S, decoder self and cross
   scores = 2 * 2.0 * NH * (ENC_LAYERS * S * S + DEC_LAYERS * T * ((T + 1) / 2 + S)) / S
   assert dots['train_remat'] == pytest.approx(plain['train'] + scores)
+
+
+def _set(config, dotted: dict):
+  for key, value in dotted.items():
+    *parents, leaf = key.split('.')
+    node = config
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
+
+
+@pytest.mark.slow
+def test_hf_t5_import_and_export_with_scanned_layers(tmp_path):
+  torch = pytest.importorskip('torch')
+  transformers = pytest.importorskip('transformers')
+  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  hf_model = transformers.T5ForConditionalGeneration(transformers.T5Config(
+      vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=48, num_layers=ENC_LAYERS,
+      num_decoder_layers=DEC_LAYERS, num_heads=4, relative_attention_num_buckets=8,
+      relative_attention_max_distance=16, dropout_rate=0.0, feed_forward_proj='gated-gelu',
+      tie_word_embeddings=False)).eval()
+  with torch.no_grad():  # HF's init is tiny for norms; spread everything a little
+    for p in hf_model.parameters():
+      p.add_(0.05 * torch.randn_like(p))
+  hf_model.save_pretrained(str(tmp_path))
+  tensors = load_file(str(tmp_path / 'model.safetensors'))
+  with open(tmp_path / 'config.json') as f:
+    config = base_config()
+    _set(config, MAPPING.config_from_hf(json.load(f)))
+  config.model.scan_layers = True
+  family = get_family('encdec')
+  module, cfg = family.build(config.model, VOCAB)
+  fns = model_fns(family, module)
+  params = {}
+  for path, value in MAPPING.params_from_hf(tensors.__getitem__, set(tensors), cfg):
+    node = params
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = value
+  assert params['decoder']['layers']['cross_attn']['query']['kernel'].shape == (
+      DEC_LAYERS, 32, 4, 8)
+  batch = _batch()
+  with torch.no_grad():
+    want = hf_model(input_ids=torch.tensor(batch['encoder_inputs']).long(),
+                    attention_mask=torch.tensor(batch['encoder_valid']).long(),
+                    decoder_input_ids=torch.tensor(batch['decoder_inputs']).long()).logits
+  np.testing.assert_allclose(_logits(fns, params)[..., :VOCAB], want.numpy(), atol=1e-4,
+                             rtol=1e-4)
+  exported = dict(MAPPING.params_to_hf(params, cfg))
+  for name, value in tensors.items():
+    if name in exported:
+      np.testing.assert_array_equal(exported[name], value, err_msg=name)
+  assert set(tensors) - set(exported) <= set(MAPPING.ignored_hf_names)
 
 
 def _config(**model):
