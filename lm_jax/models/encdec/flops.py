@@ -5,10 +5,13 @@ multiply-add, train = 3 x forward). A "token" is an encoder input token: an
 example of S encoder and T decoder tokens costs S * flops_per_token. T (the
 target length) defaults to S; pass it when it differs (span corruption's
 targets are about a quarter of the inputs). `train_remat` adds what
-`model.remat` recomputes in the backward pass, by the decoder family's rule:
-under 'full' every block's forward but its MLP down projection (whose output
-only feeds the residual, so XLA drops it), under 'dots_with_no_batch_dims_saveable'
-the attention scores and values (self and cross), under 'dots_saveable' nothing.
+`model.remat` recomputes in the backward pass, as XLA:CPU's compiled gradient
+does (tests/test_encdec_scan.py): under 'full' every block's forward but its MLP
+down projection (whose output only feeds the residual, so XLA drops it, as in the
+decoder family) and the decoder's cross-attention keys/values of the encoder
+output (XLA keeps the forward's), under 'dots_with_no_batch_dims_saveable' the
+attention scores and values (self and cross; an upper bound), under
+'dots_saveable' nothing.
 """
 
 from lm_jax.models.encdec.config import EncDecConfig
@@ -37,8 +40,9 @@ def _remat_recomputed(cfg: EncDecConfig, S: int, T: int, parts: dict[str, float]
   NH = cfg.num_heads * cfg.head_dim
   if cfg.remat == 'full':
     down = 2.0 * cfg.mlp_dim * cfg.d_model  # the MLP's last matmul, per token
+    cross_kv = S * 2 * 2.0 * cfg.d_model * NH  # a decoder layer's k, v of the encoder output
     return (parts['encoder'] - cfg.num_layers * S * down
-            + parts['decoder'] - cfg.num_decoder_layers * T * down)
+            + parts['decoder'] - cfg.num_decoder_layers * (T * down + cross_kv))
   if cfg.remat == 'dots_with_no_batch_dims_saveable':  # the batched dots: not saved
     encoder = cfg.num_layers * S * 2 * 2.0 * NH * S
     decoder = cfg.num_decoder_layers * T * 2 * 2.0 * NH * ((T + 1) / 2 + S)
