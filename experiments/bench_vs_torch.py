@@ -71,12 +71,20 @@ def main() -> None:
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--warmup', type=int, default=3)
   p.add_argument('--out', default='', help='also write the Markdown table here')
+  p.add_argument('--shapes', default='baby,nanogpt',
+                 help='comma-separated first words of the shapes to run: baby, nanogpt')
   a = p.parse_args()
+  chosen = a.shapes.split(',')
+  unknown = set(chosen) - {name.split()[0] for name in SHAPES}
+  if unknown:
+    p.error(f'--shapes {a.shapes!r}: unknown {sorted(unknown)}; choose from baby, nanogpt')
   lines = [f'Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {platform.node()} '
            f'({os.cpu_count()} cores), {a.rounds} rounds x {a.steps} timed steps.', '',
            '| shape | lm_jax tokens/s | PyTorch tokens/s | lm_jax / PyTorch: median [min, max] |',
            '|---|---:|---:|---|']
   for name, shape in SHAPES.items():
+    if name.split()[0] not in chosen:
+      continue
     ours, theirs = [], []
     for r in range(a.rounds):
       ours.append(lm_jax_tokens_per_s(shape, a.steps, a.warmup))

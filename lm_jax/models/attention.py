@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from lm_jax.models.kv_cache import cached_keys_values
-from lm_jax.models.layers import EinsumDense
+from lm_jax.models.layers import DenseKernel, EinsumDense, stacked_projection
 from lm_jax.models.masks import AttentionMask
 from lm_jax.models.positions import apply_rope
 
@@ -51,32 +51,35 @@ def blockwise_causal_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask: AttentionM
   scores is never computed (with n blocks, (n + 1) / 2n of the full work).
   Same math as jax.nn.dot_product_attention(..., is_causal=True): fp32 scores
   and softmax, GQA by grouping query heads; the mask's segment and padding
-  parts are built per block from their ids. Heads are moved in front of the
-  length axis once, so every block is a plain batched matmul over contiguous
-  rows (2x faster on CPU than slicing [B, L, N, H] per block).
+  parts are built per block from their ids. Each block's G query heads of a
+  key/value head are rows of one matrix (M = Q * G rows, row m = query m // G),
+  so both matmuls are plain [B, K] batches of 2-D matmuls: XLA:CPU runs a dot
+  with two free dimensions (g, q) through extra copies, ~1.5x slower forward and
+  backward (experiments/bench_attention_cpu.py, docs/performance.md).
   """
   B, T, N, H = q_BxTxNxH.shape
   K = k_BxSxKxH.shape[2]
   G = N // K
-  q_BxKxGxTxH = (q_BxTxNxH * jnp.asarray(scale, q_BxTxNxH.dtype)).reshape(
-      B, T, K, G, H).transpose(0, 2, 3, 1, 4)
-  k_BxKxSxH = k_BxSxKxH.transpose(0, 2, 1, 3)
-  v_BxKxSxH = v_BxSxKxH.transpose(0, 2, 1, 3)
+  q_BxTxKxGxH = (q_BxTxNxH * jnp.asarray(scale, q_BxTxNxH.dtype)).reshape(B, T, K, G, H)
   big_negative = -0.7 * float(jnp.finfo(jnp.float32).max)
   outs = []
   for start in range(0, T, block):
     end = min(start + block, T)
-    s_BxKxGxQxS = jnp.einsum('bkgqh,bksh->bkgqs', q_BxKxGxTxH[:, :, :, start:end],
-                             k_BxKxSxH[:, :, :end], preferred_element_type=jnp.float32)
-    allowed = jnp.arange(start, end)[:, None] >= jnp.arange(end)[None, :]
+    Q = end - start
+    q_BxKxMxH = q_BxTxKxGxH[:, start:end].transpose(0, 2, 1, 3, 4).reshape(B, K, Q * G, H)
+    s_BxKxMxS = jnp.einsum('bkmh,bskh->bkms', q_BxKxMxH, k_BxSxKxH[:, :end],
+                           preferred_element_type=jnp.float32)
+    allowed_QxS = jnp.arange(start, end)[:, None] >= jnp.arange(end)[None, :]
+    allowed = jnp.repeat(allowed_QxS, G, axis=0)
     extras_Bx1xQxS = mask.extras_block(start, end, end)
-    if extras_Bx1xQxS is not None:
-      allowed = allowed & extras_Bx1xQxS[:, :, None]
-    s_BxKxGxQxS = jnp.where(allowed, s_BxKxGxQxS, big_negative)
-    p_BxKxGxQxS = jax.nn.softmax(s_BxKxGxQxS, axis=-1).astype(v_BxSxKxH.dtype)
-    outs.append(jnp.einsum('bkgqs,bksh->bkgqh', p_BxKxGxQxS, v_BxKxSxH[:, :, :end]))
-  out_BxKxGxTxH = jnp.concatenate(outs, axis=3)
-  return out_BxKxGxTxH.transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
+    if extras_Bx1xQxS is not None:  # its query axis is Q, or 1 (padding only)
+      rows = G if extras_Bx1xQxS.shape[2] > 1 else 1
+      allowed = allowed & jnp.repeat(extras_Bx1xQxS, rows, axis=2)
+    s_BxKxMxS = jnp.where(allowed, s_BxKxMxS, big_negative)
+    p_BxKxMxS = jax.nn.softmax(s_BxKxMxS, axis=-1).astype(v_BxSxKxH.dtype)
+    out_BxKxMxH = jnp.einsum('bkms,bskh->bkmh', p_BxKxMxS, v_BxSxKxH[:, :end])
+    outs.append(out_BxKxMxH.reshape(B, K, Q, G, H).transpose(0, 2, 1, 3, 4))
+  return jnp.concatenate(outs, axis=1).reshape(B, T, N, H)
 
 
 def attend(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask: AttentionMask, *, implementation: str,
@@ -123,17 +126,26 @@ class Attention(nn.Module):
     kv_BxSxD = x_BxTxD if self_attention else kv_BxSxD
     bias_ndim = 2 if cfg.use_bias else 0
 
-    def project(x, heads, axes, name):
-      return EinsumDense('bld,dnh->blnh', (cfg.d_model, heads, cfg.head_dim),
-                         ('embed',) + axes, bias_ndim, cfg.init_std, cfg, name=name)(x)
+    def kernel(heads, axes, name):  # [D, heads, H] and its bias [heads, H]
+      return DenseKernel((cfg.d_model, heads, cfg.head_dim), ('embed',) + axes, bias_ndim,
+                         cfg.init_std, cfg, name=name)()
 
-    q_BxTxNxH = project(x_BxTxD, cfg.num_heads, ('heads', 'head_dim'), 'query')
+    # Projections of the same input with the same shape go in one matmul:
+    # q, k, v of self-attention when every query head has its own kv head, else
+    # q alone and k, v together.
+    query = kernel(cfg.num_heads, ('heads', 'head_dim'), 'query')
     if cached_cross_kv:
+      q_BxTxNxH, = stacked_projection(x_BxTxD, [query], cfg)
       k_BxSxKxH = self.get_variable('cache', 'cross_key')
       v_BxSxKxH = self.get_variable('cache', 'cross_value')
     else:
-      k_BxSxKxH = project(kv_BxSxD, cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'key')
-      v_BxSxKxH = project(kv_BxSxD, cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'value')
+      key = kernel(cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'key')
+      value = kernel(cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'value')
+      if self_attention and cfg.num_kv_heads == cfg.num_heads:
+        q_BxTxNxH, k_BxSxKxH, v_BxSxKxH = stacked_projection(x_BxTxD, [query, key, value], cfg)
+      else:
+        q_BxTxNxH, = stacked_projection(x_BxTxD, [query], cfg)
+        k_BxSxKxH, v_BxSxKxH = stacked_projection(kv_BxSxD, [key, value], cfg)
     if cfg.position == 'rope' and self_attention:
       kv_positions_BxS = positions_BxT if kv_positions_BxS is None else kv_positions_BxS
       q_BxTxNxH = apply_rope(q_BxTxNxH, positions_BxT, cfg.rope_theta)
