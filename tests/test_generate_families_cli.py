@@ -1,8 +1,10 @@
-"""`lm-jax generate` on runs of the encdec (T5) and rnn (LSTM) families, as initialized and
-(`-m slow`) trained by `lm-jax train`: the CLI's greedy text equals an argmax decode by full
-forward passes (no cache), token by token; a gated CNN run (no `Decoding`) is one error."""
+"""`lm-jax generate` on runs of the encdec (T5), rnn (LSTM) and cnn (gated CNN) families, as
+initialized and (`-m slow`) trained by `lm-jax train`: the CLI's greedy text equals an argmax
+decode by full forward passes (no cache, no window), token by token; a run of a family without
+a `Decoding` is one error."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -133,6 +135,7 @@ def _slow(*args):  # a training process: ~15 s (lstm) and ~35 s (t5) of a loaded
 
 @pytest.mark.parametrize('config,reference,trained', [
     ('t5_tiny.py', _t5_greedy, False), ('lstm_tiny.py', _lm_greedy, False),
+    ('gated_cnn_tiny.py', _lm_greedy, False),
     _slow('t5_tiny.py', _t5_greedy, True), _slow('lstm_tiny.py', _lm_greedy, True)])
 def test_generate_equals_greedy_by_full_passes(config, reference, trained, run_of, tmp_path):
   run_dir = run_of(config, trained)
@@ -152,7 +155,10 @@ def test_generate_equals_greedy_by_full_passes(config, reference, trained, run_o
 
 
 @pytest.mark.parametrize('beams', ['1', '3'])
-def test_a_gated_cnn_run_cannot_generate_one_error(beams, tmp_path):
+def test_a_run_of_a_family_without_decoding_is_one_error(beams, tmp_path, monkeypatch):
+  from lm_jax.models.cnn import family as cnn_family  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(cnn_family, 'FAMILY', dataclasses.replace(cnn_family.FAMILY,
+                                                                decoding=None))
   run_dir = str(tmp_path / 'run')
   make_run_dir(run_dir, config_file='gated_cnn_tiny.py:runlocal')
   code, out, err = lm_jax('generate', '--run', run_dir, '--prompt', 'def f', *GREEDY,

@@ -4,6 +4,7 @@ from lm_jax.errors import refuse_key
 from lm_jax.models import transformer_checks
 from lm_jax.models.cnn import flops
 from lm_jax.models.cnn.config import cnn_config_from
+from lm_jax.models.cnn.decoding import DECODING
 from lm_jax.models.cnn.model import GatedCNN
 from lm_jax.models.registry import Family
 
@@ -66,4 +67,5 @@ FAMILY = Family(
     num_params=flops.num_params,
     shape_keys=tuple(f'model.{k}' for k in SHARED_KEYS if k not in _RUNTIME_KEYS)
     + tuple(f'model.cnn.{k}' for k in OWN_DEFAULTS),
+    decoding=DECODING,
 )
