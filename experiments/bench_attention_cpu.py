@@ -2,16 +2,18 @@
 
     python experiments/bench_attention_cpu.py [--shape baby|nanogpt] [--reps 200]
 
-Why the CPU attention looks the way it does (lm_jax/models/attention.py,
-lm_jax/models/layers.py stacked_projection). Two comparisons, each timed A B A B
+Why the CPU attention looks the way it does (lm_jax/models/attention.py). Two
+comparisons, each timed A B A B
 in one process (min and median over --reps calls of a jitted vjp):
 
   core:     blockwise causal attention with the G query heads of a kv head as
             rows of one matmul (lm_jax's) against the earlier layout, a 5-D
             [B, K, G, T, H] dot with two free dims (g, q);
-  sublayer: q, k, v projections + attention + output projection with the three
-            projections as one stacked matmul (lm_jax's) against three matmuls,
-            and PyTorch eager's nanoGPT block (one qkv Linear + SDPA) for scale.
+  sublayer: q, k, v projections + attention + output projection with three
+            projection matmuls (lm_jax's) against one stacked matmul of the same
+            kernels (tried: faster here, no measurable gain in a whole train
+            step, docs/performance.md), and PyTorch eager's nanoGPT block (one
+            qkv Linear + SDPA) for scale.
 
 Shapes: baby = nanoGPT shakespeare-char's (B 12, L 64, d 128, 4 heads); nanogpt =
 the 6 x 384 model (B 8, L 256, d 384, 6 heads). Isolated timings: a whole train
@@ -131,8 +133,8 @@ def main() -> None:
   w['out'] = (0.05 * rng.standard_normal((N, H, D))).astype(np.float32)
   x, gx = (rng.standard_normal((B, T, D)).astype(np.float32) for _ in range(2))
   print('attention sublayer (projections + core + out), forward + backward:')
-  compare({'q, k, v: three matmuls': timed_vjp(sublayer(three_matmuls), w, x, gx),
-           'q, k, v: one stacked matmul (lm_jax)': timed_vjp(sublayer(stacked), w, x, gx),
+  compare({'q, k, v: three matmuls (lm_jax)': timed_vjp(sublayer(three_matmuls), w, x, gx),
+           'q, k, v: one stacked matmul': timed_vjp(sublayer(stacked), w, x, gx),
            'PyTorch eager (qkv Linear + SDPA)': torch_block(B, T, D, N, x, gx)}, a.reps)
 
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from lm_jax.models.kv_cache import cached_keys_values
-from lm_jax.models.layers import DenseKernel, EinsumDense, stacked_projection
+from lm_jax.models.layers import EinsumDense
 from lm_jax.models.masks import AttentionMask
 from lm_jax.models.positions import apply_rope
 
@@ -126,26 +126,17 @@ class Attention(nn.Module):
     kv_BxSxD = x_BxTxD if self_attention else kv_BxSxD
     bias_ndim = 2 if cfg.use_bias else 0
 
-    def kernel(heads, axes, name):  # [D, heads, H] and its bias [heads, H]
-      return DenseKernel((cfg.d_model, heads, cfg.head_dim), ('embed',) + axes, bias_ndim,
-                         cfg.init_std, cfg, name=name)()
+    def project(x, heads, axes, name):
+      return EinsumDense('bld,dnh->blnh', (cfg.d_model, heads, cfg.head_dim),
+                         ('embed',) + axes, bias_ndim, cfg.init_std, cfg, name=name)(x)
 
-    # Projections of the same input with the same shape go in one matmul:
-    # q, k, v of self-attention when every query head has its own kv head, else
-    # q alone and k, v together.
-    query = kernel(cfg.num_heads, ('heads', 'head_dim'), 'query')
+    q_BxTxNxH = project(x_BxTxD, cfg.num_heads, ('heads', 'head_dim'), 'query')
     if cached_cross_kv:
-      q_BxTxNxH, = stacked_projection(x_BxTxD, [query], cfg)
       k_BxSxKxH = self.get_variable('cache', 'cross_key')
       v_BxSxKxH = self.get_variable('cache', 'cross_value')
     else:
-      key = kernel(cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'key')
-      value = kernel(cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'value')
-      if self_attention and cfg.num_kv_heads == cfg.num_heads:
-        q_BxTxNxH, k_BxSxKxH, v_BxSxKxH = stacked_projection(x_BxTxD, [query, key, value], cfg)
-      else:
-        q_BxTxNxH, = stacked_projection(x_BxTxD, [query], cfg)
-        k_BxSxKxH, v_BxSxKxH = stacked_projection(kv_BxSxD, [key, value], cfg)
+      k_BxSxKxH = project(kv_BxSxD, cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'key')
+      v_BxSxKxH = project(kv_BxSxD, cfg.num_kv_heads, ('kv_heads', 'head_dim'), 'value')
     if cfg.position == 'rope' and self_attention:
       kv_positions_BxS = positions_BxT if kv_positions_BxS is None else kv_positions_BxS
       q_BxTxNxH = apply_rope(q_BxTxNxH, positions_BxT, cfg.rope_theta)

@@ -100,16 +100,6 @@ def as_token_rows(x_TxF):
       x_TxF, ('act_tokens', jax.sharding.PartitionSpec.UNCONSTRAINED))
 
 
-def declare_kernel(module: nn.Module, shape, axes, bias_ndim: int, std: float, cfg):
-  """(kernel, bias or None): `module`'s params 'kernel' (normal(std), logical `axes`)
-  and 'bias' (zeros, over the trailing `bias_ndim` kernel dims; 0: no bias)."""
-  kernel = module.param('kernel', dense_init(std, axes), shape, cfg.jnp_param_dtype)
-  if not bias_ndim:
-    return kernel, None
-  return kernel, module.param('bias', zeros_init(axes[-bias_ndim:]), shape[-bias_ndim:],
-                              cfg.jnp_param_dtype)
-
-
 class EinsumDense(nn.Module):
   """y = einsum(equation, x, kernel) + bias, with named kernel axes.
 
@@ -127,48 +117,12 @@ class EinsumDense(nn.Module):
   @nn.compact
   def __call__(self, x):
     cfg = self.cfg
-    kernel, bias = declare_kernel(self, self.kernel_shape, self.kernel_axes, self.bias_ndim,
-                                  self.std, cfg)
-    y = matmul_2d(self.equation, x.astype(cfg.jnp_dtype), kernel.astype(cfg.jnp_dtype))
-    if bias is not None:
+    kernel = self.param('kernel', dense_init(self.std, self.kernel_axes),
+                        self.kernel_shape, cfg.jnp_param_dtype)
+    y = matmul_2d(self.equation, x.astype(cfg.jnp_dtype),
+                  kernel.astype(cfg.jnp_dtype))
+    if self.bias_ndim:
+      bias = self.param('bias', zeros_init(self.kernel_axes[-self.bias_ndim:]),
+                        self.kernel_shape[-self.bias_ndim:], cfg.jnp_param_dtype)
       y = y + bias.astype(cfg.jnp_dtype)
     return y
-
-
-class DenseKernel(nn.Module):
-  """An EinsumDense's params (same names, init and axes) without the product:
-  for maps that multiply several kernels at once (stacked_projection)."""
-  kernel_shape: tuple[int, ...]
-  kernel_axes: tuple[str, ...]
-  bias_ndim: int
-  std: float
-  cfg: TransformerConfig
-
-  @nn.compact
-  def __call__(self):
-    return declare_kernel(self, self.kernel_shape, self.kernel_axes, self.bias_ndim, self.std,
-                          self.cfg)
-
-
-def stacked_projection(x_BxLxD, kernels_biases, cfg: TransformerConfig):
-  """[x @ kernel_i + bias_i for each (kernel_i [D, N, H], bias_i [N, H] or None)] as
-  one matmul of x with the kernels stacked to [D, N, C, H].
-
-  Same math as one EinsumDense per kernel. Why: one [B*L, D] x [D, N*C*H]
-  product (and one for each gradient) runs faster than C narrow ones on CPU:
-  the attention sublayer of the 4 x 128 GPT is ~10% faster forward and backward
-  with q, k, v in one (experiments/bench_attention_cpu.py). The stacked axis
-  sits after the heads so that a heads split over `tensor` stays a contiguous
-  split of the merged N*C*H columns (no resharding).
-  """
-  if len(kernels_biases) == 1:
-    (kernel_DxNxH, bias_NxH), = kernels_biases
-    y_BxLxNxH = matmul_2d('bld,dnh->blnh', x_BxLxD.astype(cfg.jnp_dtype),
-                          kernel_DxNxH.astype(cfg.jnp_dtype))
-    return [y_BxLxNxH if bias_NxH is None else y_BxLxNxH + bias_NxH.astype(cfg.jnp_dtype)]
-  kernel_DxNxCxH = jnp.stack([k for k, _ in kernels_biases], axis=2).astype(cfg.jnp_dtype)
-  y_BxLxNxCxH = matmul_2d('bld,dnch->blnch', x_BxLxD.astype(cfg.jnp_dtype), kernel_DxNxCxH)
-  if kernels_biases[0][1] is not None:
-    y_BxLxNxCxH = y_BxLxNxCxH + jnp.stack([b for _, b in kernels_biases],
-                                          axis=1).astype(cfg.jnp_dtype)
-  return [y_BxLxNxCxH[:, :, :, i] for i in range(len(kernels_biases))]
