@@ -78,14 +78,30 @@ def test_one_beam_is_greedy(run):
      'config.sample.length_penalty=0.5: only beam search reads it'),
     (['--config.sample.num_beams=2', '--config.sample.top_k=5'],
      'config.sample.top_k=5: beam search (config.sample.num_beams=2) does not sample'),
-    (['--config.sample.num_beams=2', "--config.sample.stop=('\\n',)"],
-     "config.sample.stop=('\\n',): beam search (config.sample.num_beams=2) stops at"),
 ])
 def test_bad_beam_settings_are_one_error(run, flags, message):
   code, out, err = lm_jax('generate', '--run', run[0], '--prompt', 'a', *flags)
   assert code == 2 and out == ''
   assert err.startswith('error: ' + message), err
   assert 'Traceback' not in err
+
+
+def test_beams_stop_at_a_stop_string_as_the_api_does(run):
+  """The stop string is a character of the best beam's text without one: the CLI prints the
+  API's best hypothesis with stop strings, its text cut before the first one."""
+  (free, _), = _api(run, PROMPTS[:1])
+  text = TOK.decode(free)
+  stop = next(c for c in text[1:] if c.isprintable() and c not in '\'"\\')
+  _, built, state = run
+  gen = Generator(built.family.decoding, built.model_cfg, state.params, SampleConfig())
+  (tokens, _), = beam_search(gen, [TOK.encode(PROMPTS[0])], NEW, num_beams=4,
+                             length_penalty=0.5, stop_strings=[stop], decode=TOK.decode)
+  want = TOK.decode(tokens)
+  assert stop in want  # the hypothesis kept the tokens that completed the stop string
+  code, out, err = lm_jax('generate', '--run', run[0], '--prompt', PROMPTS[0], *BEAMS,
+                          f"--config.sample.stop=('{stop}',)")
+  assert code == 0, err
+  assert out == want[:want.find(stop)] + '\n'
 
 
 def test_chat_refuses_beams(run):

@@ -304,8 +304,8 @@ _SAMPLER_FILTERS = (('top_k', 0), ('top_p', 1.0), ('min_p', 0.0), ('repetition_p
 
 
 def _check_beams(s):
-  """sample.num_beams >= 1; beam search (> 1) takes no sampler filters nor stop strings, and
-  only beam search reads sample.length_penalty."""
+  """sample.num_beams >= 1; beam search (> 1) takes no sampler filters, and only beam
+  search reads sample.length_penalty."""
   if s.num_beams < 1:
     refuse_key('sample.num_beams', s.num_beams,
                'must be a positive int: 1 (off: sample with config.sample.temperature ...) '
@@ -324,10 +324,6 @@ def _check_beams(s):
       refuse_key(f'sample.{key}', s[key],
                  f'beam search (config.sample.num_beams={s.num_beams}) does not sample; '
                  f'leave it at {off!r} or set num_beams=1')
-  if s.stop:
-    refuse_key('sample.stop', s.stop,
-               f'beam search (config.sample.num_beams={s.num_beams}) stops at '
-               'max_new_tokens, not at stop strings; set stop=() or num_beams=1')
 
 
 def _check_profile_steps(steps):

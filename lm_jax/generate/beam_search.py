@@ -2,14 +2,16 @@
 
 Each prompt keeps `num_beams` rows of the decoding state. Every step the
 2 * num_beams best continuations by summed log-probability are looked at in
-order: one ending in a stop token becomes a finished hypothesis scored
-sum_logp / new_length ** length_penalty (the stop token counted), the others fill
+order: one ending in a stop token, or whose text (`decode`) then holds a stop
+string, becomes a finished hypothesis scored sum_logp / new_length **
+length_penalty (the stop token counted; the tokens completing a stop string are
+kept, the caller cuts the text there), the others fill
 the beams, whose state rows `select_rows` gathers. A prompt is done once it has
 num_beams finished hypotheses (Hugging Face's early_stopping=True); at
 max_new_tokens the live beams are finished as they are.
 """
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +22,14 @@ from lm_jax.generate.decode_loop import Generator
 
 def beam_search(gen: Generator, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                 num_beams: int = 4, length_penalty: float = 1.0,
-                stop_tokens: Sequence[int] = ()) -> list[tuple[list[int], float]]:
+                stop_tokens: Sequence[int] = (), stop_strings: Sequence[str] = (),
+                decode: Callable[[list[int]], str] | None = None
+                ) -> list[tuple[list[int], float]]:
   """(best new tokens without the stop token, its score) per prompt; `gen` gives the model,
-  its decoding and the length buckets (its sampler is not used)."""
+  its decoding and the length buckets (its sampler is not used); `decode(ids) -> text`
+  (needed for stop strings) gives a hypothesis' text."""
+  if stop_strings and decode is None:
+    raise ValueError('stop strings need decode(ids) -> text')
   d, cfg, params = gen.decoding, gen.model_cfg, gen.params
   B, K, stops = len(prompts), num_beams, set(int(t) for t in stop_tokens)
   prompt_len, total_len = gen.shapes(max(len(p) for p in prompts), max_new_tokens)
@@ -53,10 +60,12 @@ def beam_search(gen: Generator, prompts: Sequence[Sequence[int]], max_new_tokens
         beam, token = divmod(int(flat), V)
         if not np.isfinite(cand_BxKV[b, flat]):
           break
-        if token in stops:
+        extended = beams[b][beam] + [token]
+        if token in stops or (stop_strings and
+                              any(x in decode(extended) for x in stop_strings)):
           if rank < K:
             finished[b].append((cand_BxKV[b, flat] / (t + 1) ** length_penalty,
-                                beams[b][beam]))
+                                beams[b][beam] if token in stops else extended))
           continue
         rows[b * K + filled], tokens[b * K + filled] = b * K + beam, token
         new_scores[b, filled], new_beams[b][filled] = cand_BxKV[b, flat], beams[b][beam] + [token]

@@ -103,23 +103,31 @@ def generate_command(argv) -> int:
 def _beam_search_command(run, gen, prompts, args) -> int:
   """`generate` with config.sample.num_beams > 1: the best beam of each prompt."""
   from lm_jax.generate.beam_search import beam_search
-  from lm_jax.generate.decode_loop import Generated
   s, tok = run.config.sample, run.tokenizer
 
   def batch_rows(batch, start):
     del start  # beam search does not sample: no per-row keys
+    stops = _stop_strings(run)
     results = beam_search(gen, [tok.encode(p) for p in batch], s.max_new_tokens,
                           num_beams=s.num_beams, length_penalty=s.length_penalty,
-                          stop_tokens=run.stop_tokens)
-    return [(Generated(tokens, run.decode(tokens),
-                       'length' if len(tokens) == s.max_new_tokens else 'stop_token'),
-             {'score': score}) for tokens, score in results]
+                          stop_tokens=run.stop_tokens, stop_strings=stops, decode=run.decode)
+    return [(_beam_row(tokens, run.decode(tokens), stops, s.max_new_tokens), {'score': score})
+            for tokens, score in results]
 
   if args.prompt is not None:
     sys.stdout.write(batch_rows(prompts, 0)[0][0].text + '\n')
     return 0
   _write_jsonl(run, prompts, args, batch_rows)
   return 0
+
+
+def _beam_row(tokens, text, stop_strings, max_new_tokens):
+  """The best beam as a Generated row: its text cut at the first stop string it holds."""
+  from lm_jax.generate.decode_loop import Generated
+  cuts = [text.find(x) for x in stop_strings if x in text]
+  if cuts:
+    return Generated(tokens, text[:min(cuts)], 'stop_string')
+  return Generated(tokens, text, 'length' if len(tokens) == max_new_tokens else 'stop_token')
 
 
 def _write_jsonl(run, prompts, args, batch_rows) -> None:
@@ -168,8 +176,8 @@ def chat(run, lines, out, template: str = 'qa', history: bool = False, gen=None)
   form, stops = TEMPLATES[template]
   if run.config.sample.num_beams > 1:
     raise ConfigError(f'config.sample.num_beams={run.config.sample.num_beams}: lm-jax chat '
-                      'samples (its templates stop at strings, which beam search does not); '
-                      'use num_beams=1 here, or beams with lm-jax generate')
+                      'samples (one reply at a time, streamed); use num_beams=1 here, or beams '
+                      'with lm-jax generate')
   gen = gen or _generator(run, bucket=64)
   s, tok, context = run.config.sample, run.tokenizer, ''
   for turn, message in enumerate(lines):
