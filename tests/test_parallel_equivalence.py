@@ -47,9 +47,21 @@ def _reference(style):
   return loss, grads
 
 
-@pytest.mark.parametrize('style', ['gpt', 'llama'])
-@pytest.mark.parametrize('mesh_shape', MESHES[1:], ids=lambda m: '_'.join(
-    f'{k[0]}{v}' for k, v in m.items()))
+def _mesh_id(m):
+  return '_'.join(f'{k[0]}{v}' for k, v in m.items())
+
+
+# Every mesh with the GPT; the Llama (RoPE, GQA: kv heads split over tensor) on the meshes
+# where those differ, tensor and sequence splits; its other meshes run with -m slow (the
+# default suite's time).
+_LLAMA_DEFAULT = ('d2_f2_t2', 'd1_f2_t4', 'd1_f1_s2_t4')
+_CASES = [pytest.param(m, 'gpt', id=f'{_mesh_id(m)}-gpt') for m in MESHES[1:]] + [
+    pytest.param(m, 'llama', id=f'{_mesh_id(m)}-llama',
+                 marks=() if _mesh_id(m) in _LLAMA_DEFAULT else pytest.mark.slow)
+    for m in MESHES[1:]]
+
+
+@pytest.mark.parametrize('mesh_shape,style', _CASES)
 def test_loss_and_grads_match_single_device(mesh_shape, style):
   ref_loss, ref_grads = _reference(style)
   loss, grads, _ = _loss_and_grads(mesh_shape, style)
