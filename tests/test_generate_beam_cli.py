@@ -86,6 +86,7 @@ def test_bad_beam_settings_are_one_error(run, flags, message):
   assert 'Traceback' not in err
 
 
+@pytest.mark.slow  # a CLI load and compile; the stop rule itself: test_generate_beam_search.py
 def test_beams_stop_at_a_stop_string_as_the_api_does(run):
   """The stop string is a character of the best beam's text without one: the CLI prints the
   API's best hypothesis with stop strings, its text cut before the first one."""

@@ -51,11 +51,14 @@ def _mesh_id(m):
   return '_'.join(f'{k[0]}{v}' for k, v in m.items())
 
 
-# Every mesh with the GPT; the Llama (RoPE, GQA: kv heads split over tensor) on the meshes
-# where those differ, tensor and sequence splits; its other meshes run with -m slow (the
-# default suite's time).
+# Every mesh with the GPT (plain data=8, also inside 2x2x2 and across processes in
+# test_multiprocess, with -m slow); the Llama (RoPE, GQA: kv heads split over tensor) on the
+# meshes where those differ, tensor and sequence splits; its other meshes run with -m slow
+# (the default suite's time).
 _LLAMA_DEFAULT = ('d2_f2_t2', 'd1_f2_t4', 'd1_f1_s2_t4')
-_CASES = [pytest.param(m, 'gpt', id=f'{_mesh_id(m)}-gpt') for m in MESHES[1:]] + [
+_CASES = [pytest.param(m, 'gpt', id=f'{_mesh_id(m)}-gpt',
+                       marks=pytest.mark.slow if _mesh_id(m) == 'd8_f1_t1' else ())
+          for m in MESHES[1:]] + [
     pytest.param(m, 'llama', id=f'{_mesh_id(m)}-llama',
                  marks=() if _mesh_id(m) in _LLAMA_DEFAULT else pytest.mark.slow)
     for m in MESHES[1:]]
