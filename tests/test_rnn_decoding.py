@@ -1,8 +1,6 @@
 """Recurrent decoding (state carried between steps) against recomputing the whole sequence."""
 
 import functools
-import itertools
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -14,6 +12,7 @@ from lm_jax.generate.beam_search import beam_search
 from lm_jax.generate.decode_loop import Generator
 from lm_jax.generate.sampling import SampleConfig
 from lm_jax.models.registry import get_family
+from tests.beam_reference import best_two_token_continuation
 
 VOCAB = 37
 PROMPTS = [[5, 9, 2, 44 % VOCAB, 7, 30], [3], [8, 8, 1]]  # ragged: left padding differs per row
@@ -80,17 +79,9 @@ def test_beam_search_over_the_carried_state_finds_the_best_two_token_continuatio
   gen = _generator('gru', SampleConfig(temperature=0.0))
   prompt = PROMPTS[2]
   (tokens, score), = beam_search(gen, [prompt], 2, num_beams=VOCAB, length_penalty=0.0)
-  padded = np.zeros((VOCAB, REF_LEN), np.int32)
-  padded[:, :len(prompt) + 1] = [prompt + [a] for a in range(VOCAB)]
-  logits = np.asarray(forward(params, padded), np.float64)[:, :, :VOCAB]
-  top = logits.max(-1, keepdims=True)
-  logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
-  n = len(prompt)
-  total = {(a, b): logp[a, n - 1, a] + logp[a, n, b]
-           for a, b in itertools.product(range(VOCAB), repeat=2)}
-  best = max(total, key=total.get)
+  best, best_score = best_two_token_continuation(forward, params, prompt, VOCAB, REF_LEN)
   assert tuple(tokens) == best
-  assert abs(score - total[best]) < 1e-4
+  assert abs(score - best_score) < 1e-4
 
 
 def test_the_state_does_not_grow_with_the_sequence():
