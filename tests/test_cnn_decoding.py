@@ -2,8 +2,7 @@
 the whole unpadded sequence, past the window's length, greedy, sampled and beam search."""
 
 import functools
-import flax.linen as nn
-import jax
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -12,7 +11,7 @@ from lm_jax.generate.beam_search import beam_search
 from lm_jax.generate.decode_loop import Generator
 from lm_jax.generate.sampling import SampleConfig
 from lm_jax.models.registry import get_family
-from tests.beam_reference import best_two_token_continuation
+from tests.decoding_reference import best_two_token_continuation, perturbed_model
 
 VOCAB = 37
 # 2 layers of 3 taps: the window is 5 tokens; ragged prompts longer and shorter than it.
@@ -27,14 +26,7 @@ def _model():
   m.family = 'cnn'
   m.update(num_layers=2, d_model=16, tie_embeddings=False)
   m.cnn.update(kernel_size=3, channels=24)
-  module, cfg = get_family('cnn').build(m, VOCAB)
-  params = nn.meta.unbox(module.init(jax.random.PRNGKey(1),
-                                     jnp.zeros((1, 8), jnp.int32))['params'])
-  noise = np.random.default_rng(2)
-  params = jax.tree.map(lambda p: p + 0.3 * noise.standard_normal(p.shape).astype(np.float32),
-                        params)  # nonzero biases; larger weights so tokens vary
-  forward = jax.jit(lambda p, x: module.apply({'params': p}, x))
-  return forward, cfg, params
+  return perturbed_model(m, VOCAB)
 
 
 def _generator(sample_cfg: SampleConfig) -> Generator:

@@ -1,7 +1,6 @@
 """Recurrent decoding (state carried between steps) against recomputing the whole sequence."""
 
 import functools
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +11,7 @@ from lm_jax.generate.beam_search import beam_search
 from lm_jax.generate.decode_loop import Generator
 from lm_jax.generate.sampling import SampleConfig
 from lm_jax.models.registry import get_family
-from tests.beam_reference import best_two_token_continuation
+from tests.decoding_reference import best_two_token_continuation, perturbed_model
 
 VOCAB = 37
 PROMPTS = [[5, 9, 2, 44 % VOCAB, 7, 30], [3], [8, 8, 1]]  # ragged: left padding differs per row
@@ -25,14 +24,7 @@ def _model(cell: str):
   m.family = 'rnn'
   m.update(num_layers=2, d_model=16, tie_embeddings=cell != 'gru')  # gru: an untied head
   m.rnn.update(cell=cell, hidden_size=24)  # tied lstm/rnn: the out_proj too
-  module, cfg = get_family('rnn').build(m, VOCAB)
-  params = nn.meta.unbox(module.init(jax.random.PRNGKey(1),
-                                     jnp.zeros((1, 8), jnp.int32))['params'])
-  noise = np.random.default_rng(2)
-  params = jax.tree.map(lambda p: p + 0.3 * noise.standard_normal(p.shape).astype(np.float32),
-                        params)  # nonzero biases; larger weights so tokens vary
-  forward = jax.jit(lambda p, x: module.apply({'params': p}, x))
-  return forward, cfg, params
+  return perturbed_model(m, VOCAB)
 
 
 @functools.lru_cache(maxsize=None)
