@@ -1,36 +1,47 @@
 """lm_jax against PyTorch (eager, CPU) on the same GPT and batch, A B A B in one run.
 
-    python experiments/bench_vs_torch.py [--rounds 5] [--steps 20] [--out docs/bench_vs_torch.md]
+    python experiments/bench_vs_torch.py [--rounds 40] [--steps N] [--shapes baby,nanogpt]
+        [--out docs/bench_vs_torch.md]
 
 Two shapes (issue 11): nanoGPT's shakespeare-char "baby" GPT (4 layers, 4 heads,
 d_model 128, context 64, batch 12) and the 6 x 384 model at context 256, batch 8
 (experiments/bench_nanogpt_cpu.py). Both sides: vocabulary 65, pre-LN, LayerNorm
 without bias, learned positions, GELU (tanh), no biases, tied embeddings, fp32,
-AdamW with clipping; PyTorch's model is experiments/torch_ref/gpt.py. lm_jax's step is
-experiments/benchmark.py's (the step `lm-jax train` runs, on random batches already on
-the device). Each measurement is its own process, so neither framework's threads
-or caches meet the other's; rounds alternate lm_jax, torch, lm_jax, torch, ... and
-the ratio is taken within each round, so drift of a shared machine cancels in part.
-Prints per shape the tokens/s of each side (median over rounds) and the ratio
-lm_jax / torch as median [min, max] over rounds.
+AdamW with clipping; PyTorch's model is experiments/torch_ref/gpt.py. lm_jax's step
+is experiments/benchmark.py's (the step `lm-jax train` runs, on random batches
+already on the device).
+
+Lockstep: both steps are built and warmed up in their own processes
+(experiments/step_server.py), so neither framework's threads or caches meet the
+other's; then each round times one window of --steps steps of each, the order
+alternating (A B, B A, ...). The ratio is taken within each round, from two
+windows measured a second or two apart, so the drift of a shared machine
+cancels. lm_jax's window runs its steps back to back and waits once, as
+`lm-jax train` does between log steps; PyTorch eager is synchronous either way.
+`--steps 1` compares single-step latency instead. Prints per shape the tokens/s
+of each side (median over rounds) and lm_jax / PyTorch as median, quartiles and
+[min, max] over rounds.
 """
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPES = {  # name: (layers, heads, d_model, seq_len, batch)
-    'baby 4x128 ctx64 b12': (4, 4, 128, 64, 12),
-    'nanogpt 6x384 ctx256 b8': (6, 6, 384, 256, 8),
+sys.path.insert(0, ROOT)
+
+from experiments.step_server import StepServer  # noqa: E402
+
+SHAPES = {  # name: (layers, heads, d_model, seq_len, batch), steps per window
+    'baby 4x128 ctx64 b12': ((4, 4, 128, 64, 12), 10),
+    'nanogpt 6x384 ctx256 b8': ((6, 6, 384, 256, 8), 2),
 }
 VOCAB = 65
+PAUSE_S = 0.05  # before each window
 
 
 def _env():
@@ -39,36 +50,63 @@ def _env():
   return env
 
 
-def lm_jax_tokens_per_s(shape, steps: int, warmup: int) -> float:
+def lm_jax_server(shape, warmup: int) -> StepServer:
   layers, heads, d, seq, batch = shape
-  with tempfile.NamedTemporaryFile(suffix='.jsonl') as out:
-    subprocess.run([sys.executable, os.path.join(ROOT, 'experiments', 'benchmark.py'),
-                    '--config', os.path.join(ROOT, 'experiments', 'bench_nanogpt_cpu.py'),
-                    '--config.mesh.data=1', f'--config.model.num_layers={layers}',
-                    f'--config.model.num_heads={heads}', f'--config.model.d_model={d}',
-                    f'--config.model.max_len={seq}', f'--config.data.seq_len={seq}',
-                    f'--config.train.global_batch_size={batch}',
-                    f'--config.model.vocab_size={VOCAB}', '--steps', str(steps),
-                    '--warmup', str(warmup), '--out', out.name],
-                   check=True, env=_env(), cwd=ROOT, capture_output=True, text=True)
-    return json.loads(open(out.name).read().splitlines()[-1])['tokens_per_s']
+  return StepServer(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'benchmark.py'),
+       '--config', os.path.join(ROOT, 'experiments', 'bench_nanogpt_cpu.py'),
+       '--config.mesh.data=1', f'--config.model.num_layers={layers}',
+       f'--config.model.num_heads={heads}', f'--config.model.d_model={d}',
+       f'--config.model.max_len={seq}', f'--config.data.seq_len={seq}',
+       f'--config.train.global_batch_size={batch}', f'--config.model.vocab_size={VOCAB}',
+       '--warmup', str(warmup), '--serve'], env=_env(), cwd=ROOT)
 
 
-def torch_tokens_per_s(shape, steps: int, warmup: int) -> float:
+def torch_server(shape, warmup: int) -> StepServer:
   layers, heads, d, seq, batch = shape
-  done = subprocess.run(
+  return StepServer(
       [sys.executable, os.path.join(ROOT, 'experiments', 'torch_ref', 'time_steps.py'),
        '--layers', str(layers), '--heads', str(heads), '--d-model', str(d), '--seq-len',
-       str(seq), '--batch', str(batch), '--vocab', str(VOCAB), '--steps', str(steps),
-       '--warmup', str(warmup)], check=True, env=_env(), cwd=ROOT, capture_output=True,
-      text=True)
-  return json.loads(done.stdout.splitlines()[-1])['tokens_per_s']
+       str(seq), '--batch', str(batch), '--vocab', str(VOCAB), '--warmup', str(warmup),
+       '--serve'], env=_env(), cwd=ROOT)
+
+
+def lockstep(ours: StepServer, theirs: StepServer, rounds: int, steps: int, name: str):
+  """Per round, seconds for `steps` steps of each, the order alternating."""
+  ours_s, theirs_s = [], []
+
+  def timed(server):
+    time.sleep(PAUSE_S)  # the other process's threads stop spinning and sleep
+    return server.time(steps)
+
+  for r in range(rounds):
+    if r % 2 == 0:
+      ours_s.append(timed(ours))
+      theirs_s.append(timed(theirs))
+    else:
+      theirs_s.append(timed(theirs))
+      ours_s.append(timed(ours))
+    print(f'{name} round {r + 1}: lm_jax {1e3 * ours_s[-1] / steps:.1f} ms/step  '
+          f'torch {1e3 * theirs_s[-1] / steps:.1f} ms/step  '
+          f'ratio {theirs_s[-1] / ours_s[-1]:.3f}', flush=True)
+  return ours_s, theirs_s
+
+
+def table_row(name: str, tokens_per_step: int, steps: int, ours_s, theirs_s) -> str:
+  ratios = sorted(t / o for o, t in zip(ours_s, theirs_s))  # > 1: lm_jax faster
+  q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+  ours_tps = statistics.median(tokens_per_step * steps / s for s in ours_s)
+  theirs_tps = statistics.median(tokens_per_step * steps / s for s in theirs_s)
+  return (f'| {name} | {steps} | {ours_tps:,.0f} | {theirs_tps:,.0f} | '
+          f'**{statistics.median(ratios):.2f}** | {q1:.2f}-{q3:.2f} | '
+          f'[{ratios[0]:.2f}, {ratios[-1]:.2f}] |')
 
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--rounds', type=int, default=5)
-  p.add_argument('--steps', type=int, default=20)
+  p.add_argument('--rounds', type=int, default=40)
+  p.add_argument('--steps', type=int, default=0,
+                 help='steps per window (0: 10 on the baby shape, 2 on the 6 x 384 one)')
   p.add_argument('--warmup', type=int, default=3)
   p.add_argument('--out', default='', help='also write the Markdown table here')
   p.add_argument('--shapes', default='baby,nanogpt',
@@ -78,22 +116,27 @@ def main() -> None:
   unknown = set(chosen) - {name.split()[0] for name in SHAPES}
   if unknown:
     p.error(f'--shapes {a.shapes!r}: unknown {sorted(unknown)}; choose from baby, nanogpt')
+  if a.rounds < 1 or a.steps < 0:
+    p.error('--rounds must be >= 1 and --steps >= 0')
   lines = [f'Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {platform.node()} '
-           f'({os.cpu_count()} cores), {a.rounds} rounds x {a.steps} timed steps.', '',
-           '| shape | lm_jax tokens/s | PyTorch tokens/s | lm_jax / PyTorch: median [min, max] |',
-           '|---|---:|---:|---|']
-  for name, shape in SHAPES.items():
+           f'({os.cpu_count()} cores), lockstep, {a.rounds} rounds.', '',
+           '| shape | steps per window | lm_jax tokens/s | PyTorch tokens/s '
+           '| lm_jax / PyTorch (median) | quartiles | [min, max] |',
+           '|---|---:|---:|---:|---:|---|---|']
+  for name, (shape, default_steps) in SHAPES.items():
     if name.split()[0] not in chosen:
       continue
-    ours, theirs = [], []
-    for r in range(a.rounds):
-      ours.append(lm_jax_tokens_per_s(shape, a.steps, a.warmup))
-      theirs.append(torch_tokens_per_s(shape, a.steps, a.warmup))
-      print(f'{name} round {r + 1}: lm_jax {ours[-1]:.0f}  torch {theirs[-1]:.0f} tokens/s',
-            flush=True)
-    ratios = [o / t for o, t in zip(ours, theirs)]
-    lines.append(f'| {name} | {statistics.median(ours):,.0f} | {statistics.median(theirs):,.0f} '
-                 f'| {statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}] |')
+    steps = a.steps or default_steps
+    ours = lm_jax_server(shape, a.warmup)
+    try:
+      theirs = torch_server(shape, a.warmup)
+      try:
+        ours_s, theirs_s = lockstep(ours, theirs, a.rounds, steps, name)
+      finally:
+        theirs.close()
+    finally:
+      ours.close()
+    lines.append(table_row(name, shape[3] * shape[4], steps, ours_s, theirs_s))
   print('\n'.join(lines))
   if a.out:
     with open(a.out, 'w') as f:

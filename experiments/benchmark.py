@@ -7,9 +7,13 @@ Builds the model, sharded train state and jitted train step the way training
 does (lm_jax.train.state.create_train_state, lm_jax.train.step.jit_train_step,
 the mesh and rule table from the config) and feeds it random token batches that
 already live on the devices (no data pipeline, so this measures the step only).
-Each timed step is blocked on, so 'step_ms' is the median latency of one step;
+By default each timed step is waited on, so 'step_ms' is the median latency of
+one step. With --window W the steps run W at a time back to back, waited on
+once (as `lm-jax train` runs them between log steps: the Python dispatch of the
+next step overlaps the running one), and a step's time is its window's / W.
 tokens/s = global batch tokens / median step time. Prints one table row; --out
-appends the full record as one JSON line.
+appends the full record as one JSON line. --serve answers windows asked for on
+stdin instead (experiments/step_server.py, for bench_vs_torch.py's lockstep).
 
 Shared machines: on Linux the CPU time other processes used during each step
 is read from /proc ('foreign load', a fraction of all cores). Steps with less
@@ -27,6 +31,7 @@ stays at its peak); --no-tune-allocator leaves malloc alone.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -42,6 +47,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from experiments.step_server import serve  # noqa: E402
 from lm_jax.build import build  # noqa: E402
 from lm_jax.config import ConfigError, parse_cli_config  # noqa: E402
 from lm_jax.metrics import flops, hardware  # noqa: E402
@@ -131,35 +137,68 @@ def peak_memory_bytes(mem: dict) -> int:
   return mem.get('device_peak_bytes') or mem.get('compiled_total_bytes') or 0
 
 
+class TrainStep:
+  """The train step of `config` built, compiled and fed the way `lm-jax train` runs it.
+
+  `run(n)` dispatches n steps back to back and waits once, on the last step's
+  loss, as the trainer does between two log steps (JAX dispatches
+  asynchronously, so the next step's dispatch overlaps the running one).
+  """
+
+  def __init__(self, config):
+    self.devices = jax.devices()
+    vocab = vocab_size_of(config)
+    self.built = built = build(config, vocab, self.devices)
+    self.state = built.init_state()
+    step = jit_train_step(built.objective, config.train.microbatches, built.schedule,
+                          built.state_shardings, built.batch_sharding, built.replicated)
+    self.batches = random_batches(4, built, vocab)
+    self.calls = 0
+    with self.context():
+      start = time.perf_counter()
+      self.compiled = step.lower(self.state, self.batches[0]).compile()
+      self.compile_s = time.perf_counter() - start
+
+  @contextlib.contextmanager
+  def context(self):
+    with jax.set_mesh(self.built.mesh), nn.logical_axis_rules(self.built.rules):
+      yield
+
+  def run(self, n: int) -> dict:
+    """n steps; returns the last step's metrics, once they are computed."""
+    with self.context():
+      for _ in range(n):
+        self.state, metrics = self.compiled(self.state,
+                                            self.batches[self.calls % len(self.batches)])
+        self.calls += 1
+      jax.block_until_ready(metrics['loss'])  # one execution: every output is ready
+    return metrics
+
+
 def run(config, steps: int, warmup: int, measure_peak: bool = False,
-        label: str = '', quiet: float = 0.1, allocator_tuned: bool = False) -> dict:
-  """Builds and times the train step of `config`; returns the result record."""
-  devices = jax.devices()
-  vocab = vocab_size_of(config)
-  built = build(config, vocab, devices)
+        label: str = '', quiet: float = 0.1, allocator_tuned: bool = False,
+        window: int = 1) -> dict:
+  """Builds and times the train step of `config`; returns the result record.
+
+  The `steps` timed steps run in windows of `window` back-to-back steps (1: each
+  step waited on, its latency; more: the trainer's pipelined throughput, which
+  also hides the Python dispatch); a step's time is its window's time / window.
+  """
+  step_under_test = TrainStep(config)
+  built, devices = step_under_test.built, step_under_test.devices
   mesh_shape, model_cfg, family = built.mesh_shape, built.model_cfg, built.family
   batch_size, seq_len = config.train.global_batch_size, config.data.seq_len
-  state = built.init_state()
-  step = jit_train_step(built.objective, config.train.microbatches, built.schedule,
-                        built.state_shardings, built.batch_sharding, built.replicated)
-  batches = random_batches(4, built, vocab)
-
-  with jax.set_mesh(built.mesh), nn.logical_axis_rules(built.rules):
+  compiled, compile_s = step_under_test.compiled, step_under_test.compile_s
+  if warmup:
+    step_under_test.run(warmup)
+  step_s, loads = [], []
+  for _ in range(max(steps // window, 1)):
+    cpu_before = _cpu_seconds()
     start = time.perf_counter()
-    compiled = step.lower(state, batches[0]).compile()
-    compile_s = time.perf_counter() - start
-
-    for i in range(warmup):
-      state, metrics = compiled(state, batches[i % len(batches)])
-    jax.block_until_ready((state, metrics))
-    step_s, loads = [], []
-    for i in range(steps):
-      cpu_before = _cpu_seconds()
-      start = time.perf_counter()
-      state, metrics = compiled(state, batches[i % len(batches)])
-      jax.block_until_ready((state, metrics))
-      step_s.append(time.perf_counter() - start)
-      loads.append(foreign_load(cpu_before, _cpu_seconds(), step_s[-1]))
+    metrics = step_under_test.run(window)
+    seconds = time.perf_counter() - start
+    step_s.append(seconds / window)
+    loads.append(foreign_load(cpu_before, _cpu_seconds(), seconds))
   loss = float(metrics['loss'])
 
   tokens_per_step = batch_size * seq_len
@@ -195,8 +234,9 @@ def run(config, steps: int, warmup: int, measure_peak: bool = False,
       'seq_len': seq_len,
       'dtype': config.model.dtype,
       'compile_s': compile_s,
-      'steps': steps,
+      'steps': len(step_s) * window,
       'warmup': warmup,
+      'window': window,
       'step_ms_median': 1e3 * median_s,
       'step_ms_min': 1e3 * min(step_s),
       'step_ms_max': 1e3 * max(step_s),
@@ -245,6 +285,12 @@ def main(argv) -> int:
   config, rest = parse_cli_config(argv)
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--steps', type=int, default=20, help='timed steps')
+  parser.add_argument('--window', type=int, default=1,
+                      help='steps run back to back per timing (1: per-step latency; the '
+                           'trainer waits only at log steps)')
+  parser.add_argument('--serve', action='store_true',
+                      help='build, warm up, then time windows of steps asked for on stdin '
+                           '(experiments/step_server.py; bench_vs_torch.py uses it)')
   parser.add_argument('--warmup', type=int, default=3, help='untimed steps after compiling')
   parser.add_argument('--out', default='', help='append the result as a JSON line here')
   parser.add_argument('--label', default='', help='a name for this run in the row and JSON')
@@ -255,15 +301,21 @@ def main(argv) -> int:
   parser.add_argument('--measure-peak', action='store_true',
                       help='also time a big matmul and report MFU against it')
   args = parser.parse_args(rest)
-  if args.steps < 1 or args.warmup < 0:
-    parser.error('--steps must be >= 1 and --warmup >= 0')
+  if args.steps < 1 or args.warmup < 0 or args.window < 1:
+    parser.error('--steps and --window must be >= 1 and --warmup >= 0')
+  if args.serve:
+    step_under_test = TrainStep(config)
+    if args.warmup:
+      step_under_test.run(args.warmup)
+    serve(step_under_test.run, {'compile_s': step_under_test.compile_s, 'jax': jax.__version__})
+    return 0
 
   config_path = next((a.split('=', 1)[1] if '=' in a else argv[i + 1]
                       for i, a in enumerate(argv)
                       if a == '--config' or a.startswith('--config=')), '')
   name = args.label or os.path.basename(config_path).replace('.py', '')
   record = run(config, args.steps, args.warmup, args.measure_peak, label=name,
-               quiet=args.quiet, allocator_tuned=tuned)
+               quiet=args.quiet, allocator_tuned=tuned, window=args.window)
   record['config'] = config_path
   record['overrides'] = [a for a in argv if a.startswith('--config.')]
   print(HEADER)

@@ -1,7 +1,10 @@
-"""Times the PyTorch GPT's train step; prints one JSON line (used by bench_vs_torch.py).
+"""Times the PyTorch GPT's train step; prints one JSON line.
 
     python experiments/torch_ref/time_steps.py --layers 4 --heads 4 --d-model 128 \
-        --seq-len 64 --batch 12 --vocab 65 --steps 20 --warmup 3
+        --seq-len 64 --batch 12 --vocab 65 --steps 20 --warmup 3 [--serve]
+
+--serve: after the warmup, time windows of steps asked for on stdin
+(experiments/step_server.py; bench_vs_torch.py runs it beside lm_jax's step).
 """
 
 import argparse
@@ -15,6 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from experiments.step_server import serve  # noqa: E402
 from experiments.torch_ref.gpt import GPTShape, make_train_step  # noqa: E402
 
 
@@ -24,6 +28,7 @@ def main() -> None:
     p.add_argument(f'--{name}', type=int, required=True)
   p.add_argument('--steps', type=int, default=20)
   p.add_argument('--warmup', type=int, default=3)
+  p.add_argument('--serve', action='store_true', help='time windows asked for on stdin')
   a = p.parse_args()
   shape = GPTShape(a.layers, a.heads, a.d_model, a.seq_len, a.batch, a.vocab)
   _, step = make_train_step(shape)
@@ -33,6 +38,16 @@ def main() -> None:
   batches = [(w[:, :-1].contiguous(), w[:, 1:].contiguous()) for w in windows]
   for i in range(a.warmup):
     step(*batches[i % 4])
+  if a.serve:
+    calls = [a.warmup]
+
+    def run_steps(n: int) -> None:
+      for _ in range(n):  # each step ends in loss.item(): eager CPU is synchronous anyway
+        step(*batches[calls[0] % 4])
+        calls[0] += 1
+
+    serve(run_steps, {'threads': torch.get_num_threads(), 'torch': torch.__version__})
+    return
   times = []
   for i in range(a.steps):
     start = time.perf_counter()
