@@ -109,6 +109,9 @@ def main() -> None:
                  help='steps per window (0: 10 on the baby shape, 2 on the 6 x 384 one)')
   p.add_argument('--warmup', type=int, default=3)
   p.add_argument('--out', default='', help='also write the Markdown table here')
+  p.add_argument('--aa', action='store_true',
+                 help='also run lm_jax against lm_jax and PyTorch against PyTorch, the same '
+                      'way: how far from 1.00 the noise of the host moves a ratio')
   p.add_argument('--shapes', default='baby,nanogpt',
                  help='comma-separated first words of the shapes to run: baby, nanogpt')
   a = p.parse_args()
@@ -127,16 +130,21 @@ def main() -> None:
     if name.split()[0] not in chosen:
       continue
     steps = a.steps or default_steps
-    ours = lm_jax_server(shape, a.warmup)
-    try:
-      theirs = torch_server(shape, a.warmup)
+    pairs = [('', lm_jax_server, torch_server)]
+    if a.aa:
+      pairs += [(' (A/A: lm_jax / lm_jax)', lm_jax_server, lm_jax_server),
+                (' (A/A: PyTorch / PyTorch)', torch_server, torch_server)]
+    for suffix, first, second in pairs:
+      ours = first(shape, a.warmup)
       try:
-        ours_s, theirs_s = lockstep(ours, theirs, a.rounds, steps, name)
+        theirs = second(shape, a.warmup)
+        try:
+          ours_s, theirs_s = lockstep(ours, theirs, a.rounds, steps, name + suffix)
+        finally:
+          theirs.close()
       finally:
-        theirs.close()
-    finally:
-      ours.close()
-    lines.append(table_row(name, shape[3] * shape[4], steps, ours_s, theirs_s))
+        ours.close()
+      lines.append(table_row(name + suffix, shape[3] * shape[4], steps, ours_s, theirs_s))
   print('\n'.join(lines))
   if a.out:
     with open(a.out, 'w') as f:
