@@ -192,7 +192,7 @@ def run(config, steps: int, warmup: int, measure_peak: bool = False,
   if warmup:
     step_under_test.run(warmup)
   step_s, loads = [], []
-  for _ in range(max(steps // window, 1)):
+  for _ in range(max(steps // window, 1)):  # main() checks that window divides steps
     cpu_before = _cpu_seconds()
     start = time.perf_counter()
     metrics = step_under_test.run(window)
@@ -303,6 +303,8 @@ def main(argv) -> int:
   args = parser.parse_args(rest)
   if args.steps < 1 or args.warmup < 0 or args.window < 1:
     parser.error('--steps and --window must be >= 1 and --warmup >= 0')
+  if args.steps % args.window:
+    parser.error(f'--steps {args.steps} is not a multiple of --window {args.window}')
   if args.serve:
     step_under_test = TrainStep(config)
     if args.warmup:
