@@ -1,13 +1,14 @@
 """lm_jax against PyTorch (eager, CPU) on the same GPT and batch, A B A B in one run.
 
     python experiments/bench_vs_torch.py [--rounds 40] [--steps N] [--shapes baby,nanogpt]
-        [--out docs/bench_vs_torch.md]
+        [--nanogpt PATH] [--aa] [--out docs/bench_vs_torch.md]
 
 Two shapes (issue 11): nanoGPT's shakespeare-char "baby" GPT (4 layers, 4 heads,
 d_model 128, context 64, batch 12) and the 6 x 384 model at context 256, batch 8
 (experiments/bench_nanogpt_cpu.py). Both sides: vocabulary 65, pre-LN, LayerNorm
 without bias, learned positions, GELU (tanh), no biases, tied embeddings, fp32,
-AdamW with clipping; PyTorch's model is experiments/torch_ref/gpt.py. lm_jax's step
+AdamW with clipping; PyTorch's model is experiments/torch_ref/gpt.py, or with
+--nanogpt PATH a nanoGPT checkout's own model.py (torch_ref/nanogpt_checkout.py). lm_jax's step
 is experiments/benchmark.py's (the step `lm-jax train` runs, on random batches
 already on the device).
 
@@ -25,6 +26,7 @@ of each side (median over rounds) and lm_jax / PyTorch as median, quartiles and
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import statistics
@@ -62,13 +64,13 @@ def lm_jax_server(shape, warmup: int) -> StepServer:
        '--warmup', str(warmup), '--serve'], env=_env(), cwd=ROOT)
 
 
-def torch_server(shape, warmup: int) -> StepServer:
+def torch_server(shape, warmup: int, nanogpt: str = '') -> StepServer:
   layers, heads, d, seq, batch = shape
   return StepServer(
       [sys.executable, os.path.join(ROOT, 'experiments', 'torch_ref', 'time_steps.py'),
        '--layers', str(layers), '--heads', str(heads), '--d-model', str(d), '--seq-len',
        str(seq), '--batch', str(batch), '--vocab', str(VOCAB), '--warmup', str(warmup),
-       '--serve'], env=_env(), cwd=ROOT)
+       '--serve'] + (['--nanogpt', nanogpt] if nanogpt else []), env=_env(), cwd=ROOT)
 
 
 def lockstep(ours: StepServer, theirs: StepServer, rounds: int, steps: int, name: str):
@@ -109,6 +111,9 @@ def main() -> None:
                  help='steps per window (0: 10 on the baby shape, 2 on the 6 x 384 one)')
   p.add_argument('--warmup', type=int, default=3)
   p.add_argument('--out', default='', help='also write the Markdown table here')
+  p.add_argument('--nanogpt', default='', metavar='PATH',
+                 help="a nanoGPT checkout: PyTorch's side is its model.py "
+                      '(experiments/torch_ref/nanogpt_checkout.py) instead of torch_ref/gpt.py')
   p.add_argument('--aa', action='store_true',
                  help='also run lm_jax against lm_jax and PyTorch against PyTorch, the same '
                       'way: how far from 1.00 the noise of the host moves a ratio')
@@ -121,6 +126,10 @@ def main() -> None:
     p.error(f'--shapes {a.shapes!r}: unknown {sorted(unknown)}; choose from baby, nanogpt')
   if a.rounds < 1 or a.steps < 0:
     p.error('--rounds must be >= 1 and --steps >= 0')
+  if a.nanogpt and not os.path.isfile(os.path.join(a.nanogpt, 'model.py')):
+    p.error(f'--nanogpt {a.nanogpt}: no model.py there; pass the directory of a nanoGPT checkout')
+  theirs_server = functools.partial(torch_server, nanogpt=a.nanogpt)
+  theirs_name = 'nanoGPT' if a.nanogpt else 'PyTorch'
   lines = [f'Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {platform.node()} '
            f'({os.cpu_count()} cores), lockstep, {a.rounds} rounds.', '',
            '| shape | steps per window | lm_jax tokens/s | PyTorch tokens/s '
@@ -130,10 +139,10 @@ def main() -> None:
     if name.split()[0] not in chosen:
       continue
     steps = a.steps or default_steps
-    pairs = [('', lm_jax_server, torch_server)]
+    pairs = [(f' (vs {theirs_name})' if a.nanogpt else '', lm_jax_server, theirs_server)]
     if a.aa:
       pairs += [(' (A/A: lm_jax / lm_jax)', lm_jax_server, lm_jax_server),
-                (' (A/A: PyTorch / PyTorch)', torch_server, torch_server)]
+                (f' (A/A: {theirs_name} / {theirs_name})', theirs_server, theirs_server)]
     for suffix, first, second in pairs:
       ours = first(shape, a.warmup)
       try:

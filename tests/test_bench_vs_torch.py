@@ -107,3 +107,39 @@ def test_step_server_answers_windows_and_reports_a_dead_server():
   with pytest.raises(RuntimeError, match='asked for 99 steps'):
     server.time(99)
   server.close()
+
+
+_STUB_NANOGPT = """
+import dataclasses, torch
+@dataclasses.dataclass
+class GPTConfig:
+  block_size: int; vocab_size: int; n_layer: int; n_head: int; n_embd: int
+  dropout: float; bias: bool
+class GPT(torch.nn.Module):
+  def __init__(self, config):
+    super().__init__()
+    self.config = config
+    self.wte = torch.nn.Embedding(config.vocab_size, config.n_embd)
+  def forward(self, idx, targets):
+    logits = self.wte(idx) @ self.wte.weight.T
+    return logits, torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+  def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+    return torch.optim.AdamW(self.parameters(), lr=learning_rate, betas=betas,
+                             weight_decay=weight_decay)
+"""
+
+
+def test_nanogpt_checkout_is_built_from_its_config_and_trained(tmp_path):
+  pytest.importorskip('torch')
+  from experiments.torch_ref.gpt import GPTShape
+  from experiments.torch_ref.nanogpt_checkout import make_train_step
+  with pytest.raises(FileNotFoundError, match='no model.py there'):
+    make_train_step(GPTShape(LAYERS, HEADS, D, SEQ, BATCH, VOCAB), str(tmp_path))
+  (tmp_path / 'model.py').write_text(_STUB_NANOGPT)
+  model, step = make_train_step(GPTShape(LAYERS, HEADS, D, SEQ, BATCH, VOCAB), str(tmp_path))
+  assert (model.config.n_layer, model.config.n_head, model.config.n_embd,
+          model.config.block_size, model.config.bias) == (LAYERS, HEADS, D, SEQ, False)
+  import torch
+  tokens = torch.from_numpy(np.random.default_rng(0).integers(0, VOCAB, (BATCH, SEQ + 1)))
+  losses = [step(tokens[:, :-1], tokens[:, 1:]) for _ in range(3)]
+  assert losses[2] < losses[0]  # the optimizer it configured takes steps
