@@ -49,7 +49,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments.step_server import serve  # noqa: E402
 from lm_jax.build import build  # noqa: E402
-from lm_jax.config import ConfigError, parse_cli_config  # noqa: E402
+from lm_jax.config import parse_cli_config  # noqa: E402
+from lm_jax.config.loader import exit_on_config_error  # noqa: E402
 from lm_jax.metrics import flops, hardware  # noqa: E402
 from lm_jax.plan.shapes import vocab_size_of  # noqa: E402
 from lm_jax.train.step import jit_train_step  # noqa: E402
@@ -332,8 +333,4 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
-  try:
-    sys.exit(main(sys.argv[1:]))
-  except ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  sys.exit(exit_on_config_error(main)(sys.argv[1:]))

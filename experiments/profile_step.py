@@ -28,7 +28,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lm_jax.config import ConfigError, parse_cli_config  # noqa: E402
+from lm_jax.config import parse_cli_config  # noqa: E402
+from lm_jax.config.loader import exit_on_config_error  # noqa: E402
 from lm_jax.metrics import hardware  # noqa: E402
 
 # Events of the XLA runtime itself, not of an op.
@@ -150,8 +151,4 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
-  try:
-    sys.exit(main(sys.argv[1:]))
-  except ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  sys.exit(exit_on_config_error(main)(sys.argv[1:]))
